@@ -1,0 +1,356 @@
+package chunker
+
+import (
+	"sync"
+	"time"
+
+	"github.com/backfillhq/backfill"
+)
+
+// Defaults for Options.
+const (
+	DefaultMaxEvents      = 2000     // Amplitude's per-request event limit (both APIs)
+	DefaultMaxBytes       = 19 << 20 // under Batch's 20,000,000-byte limit, with margin
+	DefaultOverhead       = 512      // body bytes outside the events: api_key, options
+	DefaultLinger         = 200 * time.Millisecond
+	DefaultMaxQueued      = 20000    // events buffered per lane before Push reports full
+	DefaultMaxQueuedBytes = 32 << 20 // bytes buffered per lane before Push reports full
+)
+
+// Options configures a Lane. Zero fields take the Default* values.
+type Options struct {
+	// MaxEvents caps events per request.
+	MaxEvents int
+	// MaxBytes caps a request body, Overhead included.
+	MaxBytes int
+	// Overhead is the size of a body without events: {"api_key":..,"events":[]}.
+	Overhead int
+	// Linger is how long a request that is not full waits for more events,
+	// and the minimum gap between two requests that are not full, so that a
+	// lane whose other devices are paced does not send a request per event.
+	Linger time.Duration
+	// MaxQueued and MaxQueuedBytes bound what the lane buffers; Push reports
+	// false above them and the caller waits on Space.
+	MaxQueued      int
+	MaxQueuedBytes int
+}
+
+func (o *Options) defaults() {
+	if o.MaxEvents <= 0 || o.MaxEvents > DefaultMaxEvents {
+		o.MaxEvents = DefaultMaxEvents
+	}
+	if o.MaxBytes <= 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
+	if o.Overhead <= 0 {
+		o.Overhead = DefaultOverhead
+	}
+	if o.Linger <= 0 {
+		o.Linger = DefaultLinger
+	}
+	if o.MaxQueued <= 0 {
+		o.MaxQueued = DefaultMaxQueued
+	}
+	if o.MaxQueuedBytes <= 0 {
+		o.MaxQueuedBytes = DefaultMaxQueuedBytes
+	}
+}
+
+// Lane holds the queued events of the devices hashed to it and packs them
+// into requests. Events of one device (or, without a device, of one user)
+// leave the lane in the order they were pushed. A lane is meant to have at
+// most one request in flight; that is the pipeline's job.
+//
+// Lane is safe for concurrent use: one goroutine pushes, another packs.
+type Lane struct {
+	opts   Options
+	budget *Budget
+
+	mu          sync.Mutex
+	queues      map[string]*queue
+	active      []*queue
+	rr          int
+	queued      int
+	queuedBytes int
+	oldest      time.Time
+	nextSend    time.Time
+	closed      bool
+	pendDev     map[string]int
+	pendUsr     map[string]int
+
+	ready chan struct{}
+	space chan struct{}
+}
+
+type queue struct {
+	key  string
+	evs  []backfill.Event
+	head int
+	idx  int // position in Lane.active
+}
+
+func (q *queue) len() int { return len(q.evs) - q.head }
+
+// NewLane returns an empty lane that spends budget from b (shared by all
+// lanes so that a user spread over several lanes is paced as one).
+func NewLane(b *Budget, opts Options) *Lane {
+	opts.defaults()
+	return &Lane{
+		opts:    opts,
+		budget:  b,
+		queues:  make(map[string]*queue),
+		pendDev: make(map[string]int),
+		pendUsr: make(map[string]int),
+		ready:   make(chan struct{}, 1),
+		space:   make(chan struct{}, 1),
+	}
+}
+
+// Key is the partition key of an event: its device_id, or its user_id when
+// it has no device (Amplitude then derives the device from the user).
+func Key(ev *backfill.Event) string {
+	if ev.DeviceID != "" {
+		return ev.DeviceID
+	}
+	return "\x00" + ev.UserID
+}
+
+func signal(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// Ready is signalled when events were pushed or the lane was closed.
+func (l *Lane) Ready() <-chan struct{} { return l.ready }
+
+// Space is signalled when events left the lane, so a full lane may accept
+// more.
+func (l *Lane) Space() <-chan struct{} { return l.space }
+
+// Push queues ev at the back of its device queue. It returns false, queuing
+// nothing, when the lane is full; an empty lane always accepts.
+func (l *Lane) Push(ev backfill.Event, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.queued > 0 && (l.queued >= l.opts.MaxQueued || l.queuedBytes >= l.opts.MaxQueuedBytes) {
+		return false
+	}
+	l.add(ev, now, false)
+	signal(l.ready)
+	return true
+}
+
+func (l *Lane) add(ev backfill.Event, now time.Time, front bool) {
+	k := Key(&ev)
+	q := l.queues[k]
+	if q == nil {
+		q = &queue{key: k, idx: len(l.active)}
+		l.queues[k] = q
+		l.active = append(l.active, q)
+	}
+	if front {
+		if q.head > 0 {
+			q.head--
+			q.evs[q.head] = ev
+		} else {
+			q.evs = append([]backfill.Event{ev}, q.evs...)
+		}
+	} else {
+		q.evs = append(q.evs, ev)
+	}
+	if l.queued == 0 {
+		l.oldest = now
+	}
+	l.queued++
+	l.queuedBytes += len(ev.Raw)
+}
+
+// Requeue puts events that must be sent again (throttled by a 429) back at
+// the front of their device queues, ahead of anything pushed since, in their
+// original order. It ignores the lane's bounds.
+func (l *Lane) Requeue(evs []backfill.Event, now time.Time) {
+	if len(evs) == 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := len(evs) - 1; i >= 0; i-- {
+		l.add(evs[i], now, true)
+	}
+	signal(l.ready)
+}
+
+// Close tells the lane no more events will be pushed: what is queued is sent
+// without lingering.
+func (l *Lane) Close() {
+	l.mu.Lock()
+	l.closed = true
+	l.mu.Unlock()
+	signal(l.ready)
+}
+
+// Len returns the number of queued events.
+func (l *Lane) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.queued
+}
+
+// Batch is the result of Next.
+type Batch struct {
+	// Events to send now, in per-device order. Empty when nothing can go.
+	Events []backfill.Event
+	// Wait is how long until something queued may be sendable, when Events
+	// is empty and the lane is not empty.
+	Wait time.Duration
+	// Queued is how many events remain in the lane after this batch.
+	Queued int
+	// Closed reports that Close was called.
+	Closed bool
+}
+
+// Next packs the next request: events from devices and users that still have
+// budget, at most MaxEvents and MaxBytes, round-robin over devices so cold
+// devices flow while hot ones are paced. It spends the budget of what it
+// returns. It never blocks.
+func (l *Lane) Next(now time.Time) Batch {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.queued == 0 {
+		return Batch{Closed: l.closed}
+	}
+	if !l.closed && l.queued < l.opts.MaxEvents {
+		if age := now.Sub(l.oldest); age < l.opts.Linger {
+			return Batch{Wait: l.opts.Linger - age, Queued: l.queued}
+		}
+	}
+	if now.Before(l.nextSend) {
+		return Batch{Wait: l.nextSend.Sub(now), Queued: l.queued, Closed: l.closed}
+	}
+
+	b := l.budget
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	sec := now.Unix()
+	b.gc(sec)
+	clear(l.pendDev)
+	clear(l.pendUsr)
+
+	var (
+		out   []backfill.Event
+		size  = l.opts.Overhead
+		wait  time.Duration
+		full  bool
+		visit = len(l.active)
+	)
+	if l.rr >= len(l.active) {
+		l.rr = 0
+	}
+	for i := 0; i < visit && !full && len(l.active) > 0; i++ {
+		if l.rr >= len(l.active) {
+			l.rr = 0
+		}
+		q := l.active[l.rr]
+		for q.len() > 0 {
+			ev := &q.evs[q.head]
+			if w := l.blocked(ev, now, sec); w > 0 {
+				if wait == 0 || w < wait {
+					wait = w
+				}
+				break
+			}
+			n := len(ev.Raw) + 1
+			if len(out) > 0 && size+n > l.opts.MaxBytes {
+				full = true
+				break
+			}
+			if out == nil {
+				out = make([]backfill.Event, 0, min(l.queued, l.opts.MaxEvents))
+			}
+			out = append(out, *ev)
+			size += n
+			if ev.DeviceID != "" {
+				l.pendDev[ev.DeviceID]++
+			}
+			if ev.UserID != "" {
+				l.pendUsr[ev.UserID]++
+			}
+			q.evs[q.head] = backfill.Event{}
+			q.head++
+			l.queued--
+			l.queuedBytes -= len(ev.Raw)
+			if len(out) == l.opts.MaxEvents {
+				full = true
+				break
+			}
+		}
+		if q.len() == 0 {
+			l.remove(q)
+			// l.rr now holds the queue swapped into q's place.
+		} else {
+			if q.head > 64 && q.head > len(q.evs)/2 {
+				q.evs = append(q.evs[:0], q.evs[q.head:]...)
+				q.head = 0
+			}
+			l.rr++
+		}
+	}
+	for id, n := range l.pendDev {
+		b.spend(Device, id, sec, n)
+	}
+	for id, n := range l.pendUsr {
+		b.spend(User, id, sec, n)
+	}
+	if len(out) > 0 {
+		if len(out) < l.opts.MaxEvents && !full {
+			l.nextSend = now.Add(l.opts.Linger)
+		}
+		if l.queued > 0 {
+			l.oldest = now
+		}
+		signal(l.space)
+		return Batch{Events: out, Queued: l.queued, Closed: l.closed}
+	}
+	if wait <= 0 {
+		wait = time.Second
+	}
+	return Batch{Wait: wait, Queued: l.queued, Closed: l.closed}
+}
+
+// blocked returns 0 when ev may be added to the batch being packed, or how
+// long until its device or user has budget again. Called with both locks held.
+func (l *Lane) blocked(ev *backfill.Event, now time.Time, sec int64) time.Duration {
+	b := l.budget
+	var wait time.Duration
+	check := func(k Kind, id string, pend map[string]int) {
+		if id == "" {
+			return
+		}
+		if until := b.pausedUntil(k, id, now); !until.IsZero() {
+			wait = max(wait, until.Sub(now))
+			return
+		}
+		if b.available(k, id, sec)-pend[id] < 1 {
+			w := b.nextFree(k, id, sec)
+			if pend[id] > 0 {
+				// Our own batch holds the rest of this id's budget.
+				w = max(w, time.Second)
+			}
+			wait = max(wait, max(w, time.Millisecond))
+		}
+	}
+	check(Device, ev.DeviceID, l.pendDev)
+	check(User, ev.UserID, l.pendUsr)
+	return wait
+}
+
+func (l *Lane) remove(q *queue) {
+	last := len(l.active) - 1
+	moved := l.active[last]
+	l.active[q.idx] = moved
+	moved.idx = q.idx
+	l.active = l.active[:last]
+	delete(l.queues, q.key)
+}
