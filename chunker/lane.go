@@ -354,3 +354,6 @@ func (l *Lane) remove(q *queue) {
 	l.active = l.active[:last]
 	delete(l.queues, q.key)
 }
+
+// Budget returns the budget the lane spends from.
+func (l *Lane) Budget() *Budget { return l.budget }

@@ -1,0 +1,250 @@
+package checkpoint
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/backfillhq/backfill"
+)
+
+// CurrentVersion is the State format written by this build. Load refuses
+// states with a higher version (written by a newer backfill) with ErrVersion.
+const CurrentVersion = 1
+
+var (
+	// ErrVersion means the checkpoint was written by a newer backfill whose
+	// format this build does not understand.
+	ErrVersion = errors.New("unsupported checkpoint version")
+	// ErrCorrupt means a checkpoint file exists but cannot be parsed.
+	ErrCorrupt = errors.New("corrupt checkpoint")
+)
+
+// State is everything a run persists to resume exactly where it stopped.
+// Field names are part of the on-disk format: they are stable and
+// snake_case; new fields must be optional.
+type State struct {
+	// Version is the format version, CurrentVersion when written by Save.
+	Version int `json:"version"`
+	// Job is the fingerprint of the sources and of every option that changes
+	// the events sent (see Fingerprint). A resume with another fingerprint is
+	// refused unless forced (see CheckJob).
+	Job string `json:"job_fingerprint"`
+	// JobDesc describes the fingerprinted configuration for humans, so a
+	// mismatch can say what changed. It must never hold secrets.
+	JobDesc map[string]string `json:"job,omitempty"`
+	// Shard is this run's shard, "2/3", or empty when unsharded.
+	Shard string `json:"shard,omitempty"`
+	// Objects is the progress of each source object, by object URL.
+	Objects map[string]*Object `json:"objects"`
+	// Counters are the cumulative job counters, consistent with Objects
+	// when taken with Tracker.Fill.
+	Counters Counters `json:"counters"`
+	// DeadLetterSize is the length of the dead-letter file that matches this
+	// state; a resume truncates the file back to it (see deadletter.Open).
+	DeadLetterSize int64 `json:"dead_letter_size"`
+	// Started is when the first run of this job started.
+	Started time.Time `json:"started"`
+	// Updated is when this state was taken.
+	Updated time.Time `json:"updated"`
+	// Complete is set when every object is done.
+	Complete bool `json:"complete"`
+	// RunCount counts the runs (first run and resumes) of this job.
+	RunCount int `json:"run_count"`
+	// Parked lists ids parked because they exceeded a daily quota, with the
+	// time they may be retried.
+	Parked []ParkedID `json:"parked,omitempty"`
+}
+
+// ParkedID is a device or user id whose events are held back until Until
+// because Amplitude reported its daily quota exceeded.
+type ParkedID struct {
+	Kind  string    `json:"kind"` // "device" or "user"
+	ID    string    `json:"id"`
+	Until time.Time `json:"until"`
+}
+
+// Object is the progress of one source object.
+//
+// Every record with index < Watermark is settled (accepted by the server,
+// dead-lettered or filtered out); Settled lists the settled half-open ranges
+// above it. A resumed reader restarts at the Resume* position, which is at or
+// below Watermark, and drops the records that Tracker.Read or Tracker.Skip
+// report as settled.
+type Object struct {
+	// Fingerprint identifies the object's content (size, ETag, mtime...) as
+	// computed by the caller; progress is discarded if it changes.
+	Fingerprint string `json:"fingerprint"`
+	// Watermark is the lowest record index that is not settled.
+	Watermark int64 `json:"watermark"`
+	// ResumeRecord is where a reader may restart: a record index <=
+	// Watermark whose start position is known. 0 means "from the start".
+	ResumeRecord int64 `json:"resume_record"`
+	// ResumeOffset is the byte offset (in the decompressed stream) of record
+	// ResumeRecord, or -1 when unknown (Parquet, or nothing read yet).
+	ResumeOffset int64 `json:"resume_offset"`
+	// ResumeLine is the 1-based line of record ResumeRecord for text
+	// formats, 0 otherwise.
+	ResumeLine int64 `json:"resume_line,omitempty"`
+	// ResumeRowGroup and ResumeRow locate record ResumeRecord in Parquet.
+	ResumeRowGroup int   `json:"resume_row_group,omitempty"`
+	ResumeRow      int64 `json:"resume_row,omitempty"`
+	// Settled holds the settled half-open ranges [a,b) above Watermark,
+	// sorted, disjoint and not adjacent. Its length is bounded by the number
+	// of records in flight when the state was taken.
+	Settled [][2]int64 `json:"settled,omitempty"`
+	// Done is set when the whole object was read and every record settled.
+	Done bool `json:"done"`
+	// Total is the number of records in the object, once EOF was reached;
+	// -1 while unknown.
+	Total int64 `json:"total"`
+	// Read counts the settled records of this object (Accepted + Rejected
+	// + Filtered). Records in flight are not counted, so the counters stay
+	// exact across resumes.
+	Read     int64 `json:"read"`
+	Accepted int64 `json:"accepted"`
+	Rejected int64 `json:"rejected"`
+	Filtered int64 `json:"filtered,omitempty"`
+	// Error is the object-level error of the last attempt, if it failed.
+	Error string `json:"error,omitempty"`
+}
+
+// ResumePosition returns the position a reader of object should restart at.
+// Record 0 means the reader starts from the beginning.
+func (o *Object) ResumePosition(object string) backfill.Position {
+	return backfill.Position{
+		Object:   object,
+		Record:   o.ResumeRecord,
+		Offset:   o.ResumeOffset,
+		Line:     o.ResumeLine,
+		RowGroup: o.ResumeRowGroup,
+		Row:      o.ResumeRow,
+	}
+}
+
+// Skip reports whether record is already settled according to o.
+func (o *Object) Skip(record int64) bool {
+	if o.Done || record < o.Watermark {
+		return true
+	}
+	return inRanges(o.Settled, record)
+}
+
+func (o *Object) clone() *Object {
+	c := *o
+	c.Settled = slices.Clone(o.Settled)
+	return &c
+}
+
+// Counters are the cumulative counters of a job. The Events* fields are
+// maintained by Tracker.Settle; the others are added by the pipeline with
+// Tracker.AddCounters. Request, retry and byte counters count work done, so
+// work redone after a crash is counted again; event counters count settled
+// records and are exact.
+type Counters struct {
+	EventsRead      int64 `json:"events_read"`
+	EventsAccepted  int64 `json:"events_accepted"`
+	EventsRejected  int64 `json:"events_rejected"`
+	EventsFiltered  int64 `json:"events_filtered"`
+	RequestsBatch   int64 `json:"requests_batch"`
+	RequestsHTTPAPI int64 `json:"requests_httpapi"`
+	Responses429    int64 `json:"responses_429"`
+	Responses5xx    int64 `json:"responses_5xx"`
+	Retries         int64 `json:"retries"`
+	BytesRead       int64 `json:"bytes_read"`
+	BytesSent       int64 `json:"bytes_sent"`
+	// Extra holds counters without a dedicated field, by snake_case name.
+	Extra map[string]int64 `json:"extra,omitempty"`
+}
+
+// Add adds every counter of d to c.
+func (c *Counters) Add(d Counters) {
+	c.EventsRead += d.EventsRead
+	c.EventsAccepted += d.EventsAccepted
+	c.EventsRejected += d.EventsRejected
+	c.EventsFiltered += d.EventsFiltered
+	c.RequestsBatch += d.RequestsBatch
+	c.RequestsHTTPAPI += d.RequestsHTTPAPI
+	c.Responses429 += d.Responses429
+	c.Responses5xx += d.Responses5xx
+	c.Retries += d.Retries
+	c.BytesRead += d.BytesRead
+	c.BytesSent += d.BytesSent
+	for k, v := range d.Extra {
+		if c.Extra == nil {
+			c.Extra = make(map[string]int64)
+		}
+		c.Extra[k] += v
+	}
+}
+
+func (c Counters) clone() Counters {
+	c.Extra = maps.Clone(c.Extra)
+	return c
+}
+
+// Marshal encodes st in the current format (Version is set to
+// CurrentVersion in the output; st is not modified).
+func Marshal(st *State) ([]byte, error) {
+	c := *st
+	c.Version = CurrentVersion
+	if c.Objects == nil {
+		c.Objects = map[string]*Object{}
+	}
+	b, err := json.Marshal(&c)
+	if err != nil {
+		return nil, fmt.Errorf("encode checkpoint: %w", err)
+	}
+	return append(b, '\n'), nil
+}
+
+// Unmarshal decodes a state. It returns an error wrapping ErrVersion for a
+// state written by a newer format, and ErrCorrupt for anything unparsable.
+func Unmarshal(data []byte) (*State, error) {
+	var v struct {
+		Version *int `json:"version"`
+	}
+	if err := json.Unmarshal(data, &v); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	switch {
+	case v.Version == nil || *v.Version < 1:
+		return nil, fmt.Errorf("%w: missing or invalid version", ErrCorrupt)
+	case *v.Version > CurrentVersion:
+		return nil, fmt.Errorf("%w: version %d is newer than %d, the newest this backfill understands; upgrade backfill",
+			ErrVersion, *v.Version, CurrentVersion)
+	}
+	var st State
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	if st.Objects == nil {
+		st.Objects = map[string]*Object{}
+	}
+	for url, o := range st.Objects {
+		if o == nil {
+			return nil, fmt.Errorf("%w: object %s is null", ErrCorrupt, url)
+		}
+		if err := o.validate(); err != nil {
+			return nil, fmt.Errorf("%w: object %s: %v", ErrCorrupt, url, err)
+		}
+	}
+	return &st, nil
+}
+
+func (o *Object) validate() error {
+	if o.Watermark < 0 || o.ResumeRecord < 0 || o.ResumeRecord > o.Watermark {
+		return fmt.Errorf("watermark %d, resume record %d", o.Watermark, o.ResumeRecord)
+	}
+	prev := o.Watermark
+	for _, r := range o.Settled {
+		if r[0] <= prev || r[1] <= r[0] {
+			return fmt.Errorf("settled ranges not sorted and merged above watermark %d: %v", o.Watermark, o.Settled)
+		}
+		prev = r[1]
+	}
+	return nil
+}

@@ -1,0 +1,383 @@
+package checkpoint
+
+import (
+	"maps"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/backfillhq/backfill"
+)
+
+// Outcome is how a record was settled.
+type Outcome uint8
+
+const (
+	// Accepted means the server acknowledged the event.
+	Accepted Outcome = iota + 1
+	// Rejected means the record was written to the dead-letter file.
+	Rejected
+	// Filtered means the record was dropped on purpose (a filter rule) and
+	// is neither sent nor dead-lettered.
+	Filtered
+)
+
+// Start is what Tracker.Begin reports about an object.
+type Start struct {
+	// Resume is where the reader should restart (Record 0: the beginning).
+	Resume backfill.Position
+	// Done is set when the object was completed by an earlier run and needs
+	// no reading at all.
+	Done bool
+	// Changed is set when the loaded progress was discarded because the
+	// object's fingerprint changed since it was written.
+	Changed bool
+}
+
+// Tracker is the in-memory progress of a run, safe for concurrent use. The
+// pipeline calls Read for every record a reader produces and Settle when the
+// record's fate is final; records of one object settle out of order.
+//
+// Memory is O(records in flight): a record is remembered from Read until
+// Settle, and the settled records above an object's watermark are kept as a
+// compact range set whose length is bounded by the gaps, which are records in
+// flight.
+//
+// Resume positions are exact: Read remembers the offset of each record in
+// flight, so when the watermark moves onto a record that was read the resume
+// point is that record. When the watermark moves past everything read so far
+// the resume point is the last record read (it is re-read and skipped), or
+// exactly the watermark if the reader reported the next record's start with
+// ReadEnd.
+type Tracker struct {
+	mu       sync.Mutex
+	objs     map[string]*track
+	counters Counters
+}
+
+type mark struct {
+	off, line int64
+	rowGroup  int
+	row       int64
+}
+
+func markOf(p backfill.Position) mark {
+	return mark{off: p.Offset, line: p.Line, rowGroup: p.RowGroup, row: p.Row}
+}
+
+type track struct {
+	obj      Object
+	inflight map[int64]mark // read and not settled yet
+	lastRec  int64          // highest record read in this run, -1 if none
+	last     mark
+	nextRec  int64 // record whose start ReadEnd reported, -1 if none
+	next     mark
+}
+
+// NewTracker returns a tracker seeded from a loaded state; loaded may be nil
+// for a fresh run. The tracker takes its own copy of the objects and
+// counters.
+func NewTracker(loaded *State) *Tracker {
+	t := &Tracker{objs: make(map[string]*track)}
+	if loaded == nil {
+		return t
+	}
+	for url, o := range loaded.Objects {
+		t.objs[url] = &track{obj: *o.clone(), lastRec: -1, nextRec: -1}
+	}
+	t.counters = loaded.Counters.clone()
+	return t
+}
+
+func newTrack(fingerprint string) *track {
+	return &track{
+		obj:     Object{Fingerprint: fingerprint, ResumeOffset: -1, Total: -1},
+		lastRec: -1,
+		nextRec: -1,
+	}
+}
+
+// get returns the object's track, creating it if needed. t.mu must be held.
+func (t *Tracker) get(object string) *track {
+	tr := t.objs[object]
+	if tr == nil {
+		tr = newTrack("")
+		t.objs[object] = tr
+	}
+	return tr
+}
+
+// Begin starts tracking object for this run and tells where to resume. If
+// the loaded progress was recorded for another fingerprint (the object
+// changed), that progress is discarded and Start.Changed is set; an empty
+// fingerprint on either side skips the check. Begin clears the object's
+// previous Error.
+func (t *Tracker) Begin(object, fingerprint string) Start {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tr := t.objs[object]
+	var changed bool
+	switch {
+	case tr == nil:
+		tr = newTrack(fingerprint)
+		t.objs[object] = tr
+	case fingerprint != "" && tr.obj.Fingerprint != "" && tr.obj.Fingerprint != fingerprint:
+		tr = newTrack(fingerprint)
+		t.objs[object] = tr
+		changed = true
+	case tr.obj.Fingerprint == "":
+		tr.obj.Fingerprint = fingerprint
+	}
+	tr.obj.Error = ""
+	return Start{Resume: tr.obj.ResumePosition(object), Done: tr.obj.Done, Changed: changed}
+}
+
+// Read registers a record produced by a reader and reports whether it is
+// already settled (a resumed run re-reads records above the resume point):
+// if skip is true the caller must drop the record and not Settle it. Call
+// Read for every record produced, skipped or not, in reading order.
+func (t *Tracker) Read(pos backfill.Position) (skip bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tr := t.get(pos.Object)
+	r := pos.Record
+	if r > tr.lastRec {
+		tr.lastRec, tr.last = r, markOf(pos)
+	}
+	if tr.obj.Skip(r) {
+		return true
+	}
+	if tr.inflight == nil {
+		tr.inflight = make(map[int64]mark)
+	}
+	m := markOf(pos)
+	tr.inflight[r] = m
+	if r == tr.obj.Watermark {
+		tr.setResume(r, m)
+	}
+	return false
+}
+
+// ReadEnd optionally reports where the record after the last one read would
+// start: pos.Record is the next record index and pos.Offset/Line its start.
+// Readers that know it (text formats: the end of the last line) make resume
+// points exact even when every record read has settled.
+func (t *Tracker) ReadEnd(pos backfill.Position) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tr := t.get(pos.Object)
+	tr.nextRec, tr.next = pos.Record, markOf(pos)
+	if pos.Record == tr.obj.Watermark && !tr.obj.Done {
+		tr.setResume(pos.Record, tr.next)
+	}
+}
+
+// Skip reports whether record of object is already settled, per the loaded
+// state and this run's progress.
+func (t *Tracker) Skip(object string, record int64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tr := t.objs[object]
+	return tr != nil && tr.obj.Skip(record)
+}
+
+// Settle marks a record settled with the given outcome, updating the
+// object's and the job's counters in the same critical section, so a Fill
+// always sees counters consistent with the settled positions. It returns
+// false (and changes nothing) if the record was already settled.
+func (t *Tracker) Settle(pos backfill.Position, outcome Outcome) bool {
+	ok, _ := t.SettleWith(pos, outcome, nil)
+	return ok
+}
+
+// SettleWith is Settle with fn run inside the critical section just before
+// the record is settled, and only if it is not settled yet. Use it to write
+// the dead-letter entry of a rejected record, so that a concurrent Fill
+// never sees the entry without the settled record or the reverse. If fn
+// fails the record stays unsettled and the error is returned.
+func (t *Tracker) SettleWith(pos backfill.Position, outcome Outcome, fn func() error) (bool, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tr := t.get(pos.Object)
+	o := &tr.obj
+	r := pos.Record
+	if r < 0 || o.Skip(r) {
+		return false, nil
+	}
+	if fn != nil {
+		if err := fn(); err != nil {
+			return false, err
+		}
+	}
+	m, known := tr.inflight[r]
+	delete(tr.inflight, r)
+	o.Read++
+	t.counters.EventsRead++
+	switch outcome {
+	case Accepted:
+		o.Accepted++
+		t.counters.EventsAccepted++
+	case Rejected:
+		o.Rejected++
+		t.counters.EventsRejected++
+	case Filtered:
+		o.Filtered++
+		t.counters.EventsFiltered++
+	}
+	if r != o.Watermark {
+		o.Settled = addRange(o.Settled, r)
+		return true, nil
+	}
+	w := r + 1
+	if len(o.Settled) > 0 && o.Settled[0][0] == w {
+		w = o.Settled[0][1]
+		o.Settled = slices.Delete(o.Settled, 0, 1)
+	}
+	o.Watermark = w
+	switch {
+	case hasKey(tr.inflight, w):
+		tr.setResume(w, tr.inflight[w])
+	case tr.nextRec == w:
+		tr.setResume(w, tr.next)
+	case tr.lastRec == w-1 && tr.lastRec >= 0:
+		tr.setResume(tr.lastRec, tr.last)
+	case known && r == w-1:
+		tr.setResume(r, m)
+	}
+	tr.checkDone()
+	return true, nil
+}
+
+func hasKey(m map[int64]mark, k int64) bool {
+	_, ok := m[k]
+	return ok
+}
+
+// setResume moves the resume point forward to record r at m.
+func (tr *track) setResume(r int64, m mark) {
+	o := &tr.obj
+	if r < o.ResumeRecord || r > o.Watermark {
+		return
+	}
+	o.ResumeRecord, o.ResumeOffset, o.ResumeLine = r, m.off, m.line
+	o.ResumeRowGroup, o.ResumeRow = m.rowGroup, m.row
+}
+
+func (tr *track) checkDone() {
+	o := &tr.obj
+	if o.Total >= 0 && o.Watermark >= o.Total && len(o.Settled) == 0 {
+		o.Done = true
+		tr.inflight = nil
+	}
+}
+
+// EOF records that object has total records; the object becomes Done once
+// all of them are settled.
+func (t *Tracker) EOF(object string, total int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tr := t.get(object)
+	tr.obj.Total = total
+	tr.checkDone()
+}
+
+// Fail records an object-level error. Records settled before it stay
+// settled; the object is not Done, so a later run retries it from its
+// resume point. A nil err clears the error.
+func (t *Tracker) Fail(object string, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tr := t.get(object)
+	tr.obj.Error = ""
+	if err != nil {
+		tr.obj.Error = err.Error()
+	}
+}
+
+// AddCounters adds d to the job counters. Leave the Events* fields of d at
+// zero: Settle maintains them.
+func (t *Tracker) AddCounters(d Counters) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.counters.Add(d)
+}
+
+// Counters returns a copy of the job counters.
+func (t *Tracker) Counters() Counters {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.counters.clone()
+}
+
+// Snapshot returns a deep copy of every object's progress, taken at one
+// instant.
+func (t *Tracker) Snapshot() map[string]*Object {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.snapshot()
+}
+
+func (t *Tracker) snapshot() map[string]*Object {
+	m := make(map[string]*Object, len(t.objs))
+	for url, tr := range t.objs {
+		m[url] = tr.obj.clone()
+	}
+	return m
+}
+
+// Fill sets st.Objects, st.Counters and st.Complete from one consistent
+// snapshot. If hook is not nil it runs inside the same critical section,
+// after those fields are set; use it to record the dead-letter file's
+// logical size (deadletter.Writer.Size) so the state and the file agree.
+// Complete is true when there is at least one object and all are Done.
+func (t *Tracker) Fill(st *State, hook func(*State)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st.Objects = t.snapshot()
+	st.Counters = t.counters.clone()
+	st.Complete = len(t.objs) > 0
+	for _, tr := range t.objs {
+		if !tr.obj.Done {
+			st.Complete = false
+			break
+		}
+	}
+	if hook != nil {
+		hook(st)
+	}
+}
+
+// Objects returns the URLs of all tracked objects, sorted.
+func (t *Tracker) Objects() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Sorted(maps.Keys(t.objs))
+}
+
+// inRanges reports whether x lies in one of the sorted half-open ranges.
+func inRanges(rs [][2]int64, x int64) bool {
+	i := sort.Search(len(rs), func(i int) bool { return rs[i][1] > x })
+	return i < len(rs) && rs[i][0] <= x
+}
+
+// addRange inserts the single record x (not in rs) into the sorted,
+// merged range set rs, merging with neighbours.
+func addRange(rs [][2]int64, x int64) [][2]int64 {
+	i := sort.Search(len(rs), func(i int) bool { return rs[i][0] > x })
+	// rs[i-1] (if any) starts at or below x, rs[i] (if any) above x.
+	joinLeft := i > 0 && rs[i-1][1] == x
+	joinRight := i < len(rs) && rs[i][0] == x+1
+	switch {
+	case joinLeft && joinRight:
+		rs[i-1][1] = rs[i][1]
+		return slices.Delete(rs, i, i+1)
+	case joinLeft:
+		rs[i-1][1] = x + 1
+		return rs
+	case joinRight:
+		rs[i][0] = x
+		return rs
+	default:
+		return slices.Insert(rs, i, [2]int64{x, x + 1})
+	}
+}

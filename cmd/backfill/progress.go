@@ -1,0 +1,207 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/backfillhq/backfill/pipeline"
+)
+
+// plainEvery is the interval of progress log lines off a terminal.
+var plainEvery = 10 * time.Second
+
+// progress shows a run's progress: a bar on a terminal, a structured log
+// line every plainEvery otherwise, or nothing.
+type progress struct {
+	mode  string // bar, plain, none
+	w     io.Writer
+	stats *pipeline.Stats
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	bar     *progressbar.ProgressBar
+	objects int
+	stop    chan struct{}
+	done    chan struct{}
+	started time.Time
+}
+
+func newProgress(mode string, quiet bool, w io.Writer, stats *pipeline.Stats, log *slog.Logger) *progress {
+	switch {
+	case quiet || mode == "none":
+		mode = "none"
+	case mode == "bar", mode == "plain":
+	default:
+		mode = "plain"
+		if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			mode = "bar"
+		}
+	}
+	return &progress{mode: mode, w: w, stats: stats, log: log, started: time.Now()}
+}
+
+// start is called once the input size is known.
+func (p *progress) start(objects int, bytes int64) {
+	if p.mode == "none" {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.objects = objects
+	p.stop = make(chan struct{})
+	p.done = make(chan struct{})
+	if p.mode == "bar" {
+		p.bar = progressbar.NewOptions64(bytes,
+			progressbar.OptionSetWriter(p.w),
+			progressbar.OptionSetDescription("reading"),
+			progressbar.OptionShowBytes(true),
+			progressbar.OptionShowCount(),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionThrottle(200*time.Millisecond),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionShowElapsedTimeOnFinish(),
+			progressbar.OptionFullWidth(),
+			progressbar.OptionUseANSICodes(true),
+		)
+	}
+	go p.loop()
+}
+
+func (p *progress) loop() {
+	defer close(p.done)
+	every := 200 * time.Millisecond
+	if p.mode == "plain" {
+		every = plainEvery
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			p.render(false)
+		case <-p.stop:
+			p.render(true)
+			return
+		}
+	}
+}
+
+func (p *progress) status() string {
+	s := p.stats
+	route := "batch"
+	if s.RouteHTTP.Load() {
+		route = "httpapi"
+	}
+	parts := []string{
+		fmt.Sprintf("objects %d/%d", s.ObjectsDone.Load(), p.objects),
+		fmt.Sprintf("events %d", s.Read.Load()),
+		fmt.Sprintf("accepted %d", s.Accepted.Load()),
+		fmt.Sprintf("rejected %d", s.Rejected.Load()),
+		fmt.Sprintf("retries %d", s.Retries.Load()),
+		fmt.Sprintf("429s %d", s.Responses429.Load()),
+	}
+	if n := s.Parked.Load(); n > 0 {
+		parts = append(parts, fmt.Sprintf("parked %d", n))
+	}
+	parts = append(parts, "route "+route)
+	return strings.Join(parts, " | ")
+}
+
+func (p *progress) render(final bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := p.stats
+	switch p.mode {
+	case "bar":
+		if p.bar == nil {
+			return
+		}
+		p.bar.Describe(p.status())
+		read := s.BytesRead()
+		if final {
+			_ = p.bar.Finish()
+			fmt.Fprintln(p.w)
+			return
+		}
+		_ = p.bar.Set64(read)
+	case "plain":
+		el := time.Since(p.started).Seconds()
+		rate := 0.0
+		if el > 0 {
+			rate = float64(s.Accepted.Load()) / el
+		}
+		p.log.Info("progress",
+			"objects_done", s.ObjectsDone.Load(), "objects_total", p.objects,
+			"events_read", s.Read.Load(), "events_accepted", s.Accepted.Load(), "events_rejected", s.Rejected.Load(),
+			"bytes_read", s.BytesRead(), "retries", s.Retries.Load(), "responses_429", s.Responses429.Load(),
+			"parked", s.Parked.Load(), "route", map[bool]string{false: "batch", true: "httpapi"}[s.RouteHTTP.Load()],
+			"events_per_second", int64(rate), "final", final)
+	}
+}
+
+// finish stops the display; ok tells whether the bar should show 100%.
+func (p *progress) finish(ok bool) {
+	p.mu.Lock()
+	stop, done := p.stop, p.done
+	if ok && p.bar != nil {
+		_ = p.bar.Set64(p.bar.GetMax64())
+	}
+	p.mu.Unlock()
+	if stop == nil {
+		return
+	}
+	close(stop)
+	<-done
+}
+
+// serveMetrics serves the live counters in Prometheus text format.
+func serveMetrics(addr string, s *pipeline.Stats, log *slog.Logger) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		writeMetrics(w, s)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go srv.Serve(ln)
+	log.Info("serving metrics", "addr", ln.Addr().String())
+	return func() { srv.Close() }, nil
+}
+
+func writeMetrics(w io.Writer, s *pipeline.Stats) {
+	m := []struct {
+		name, help, kind string
+		v                int64
+	}{
+		{"backfill_objects_listed", "Source objects listed.", "counter", s.ObjectsListed.Load()},
+		{"backfill_objects_done", "Source objects fully read.", "counter", s.ObjectsDone.Load()},
+		{"backfill_objects_failed", "Source objects that could not be read.", "counter", s.ObjectsFailed.Load()},
+		{"backfill_events_read_total", "Records read this run.", "counter", s.Read.Load()},
+		{"backfill_events_accepted_total", "Events accepted by Amplitude this run.", "counter", s.Accepted.Load()},
+		{"backfill_events_rejected_total", "Records dead-lettered this run.", "counter", s.Rejected.Load()},
+		{"backfill_events_parked", "Events parked for ids over the daily quota.", "gauge", s.Parked.Load()},
+		{"backfill_requests_batch_total", "Requests to /batch.", "counter", s.RequestsBatch.Load()},
+		{"backfill_requests_httpapi_total", "Requests to /2/httpapi.", "counter", s.RequestsHTTPAPI.Load()},
+		{"backfill_responses_429_total", "429 responses.", "counter", s.Responses429.Load()},
+		{"backfill_responses_5xx_total", "5xx responses and network errors.", "counter", s.Responses5xx.Load()},
+		{"backfill_retries_total", "Requests re-sent after a retryable failure.", "counter", s.Retries.Load()},
+		{"backfill_bytes_read_total", "Source bytes read.", "counter", s.BytesRead()},
+		{"backfill_bytes_sent_total", "Request body bytes sent.", "counter", s.BytesSent.Load()},
+	}
+	for _, x := range m {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", x.name, x.help, x.name, x.kind, x.name, x.v)
+	}
+}

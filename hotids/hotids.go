@@ -1,0 +1,138 @@
+// Package hotids finds the ids that carry the most events, in bounded
+// memory, and estimates how many distinct ids a stream holds.
+//
+// Counter is lossy counting (Manku and Motwani, 2002): every id whose true
+// count exceeds Epsilon·N is kept, and its kept count undercounts by at most
+// Epsilon·N, where N is the number of events added. Memory is
+// O(1/Epsilon · log(Epsilon·N)) entries whatever the number of distinct ids.
+// Distinct is a HyperLogLog with 2^14 registers (about 0.8% standard error
+// in 16 KiB).
+package hotids
+
+import (
+	"hash/maphash"
+	"math"
+	"math/bits"
+	"sort"
+)
+
+// DefaultEpsilon keeps every id with more than 0.01% of the events.
+const DefaultEpsilon = 0.0001
+
+// Counter counts events per id in bounded memory. The zero value is not
+// usable; call New. It is not safe for concurrent use.
+type Counter struct {
+	width int64 // bucket width, 1/epsilon
+	n     int64
+	m     map[string]entry
+	hll   hll
+}
+
+type entry struct{ count, delta int64 }
+
+// New returns a counter; epsilon <= 0 means DefaultEpsilon.
+func New(epsilon float64) *Counter {
+	if epsilon <= 0 {
+		epsilon = DefaultEpsilon
+	}
+	return &Counter{width: int64(math.Ceil(1 / epsilon)), m: make(map[string]entry), hll: newHLL()}
+}
+
+// Add counts one event of id. Empty ids are ignored.
+func (c *Counter) Add(id string) {
+	if id == "" {
+		return
+	}
+	c.n++
+	c.hll.add(id)
+	bucket := (c.n + c.width - 1) / c.width
+	if e, ok := c.m[id]; ok {
+		e.count++
+		c.m[id] = e
+	} else {
+		c.m[id] = entry{count: 1, delta: bucket - 1}
+	}
+	if c.n%c.width == 0 {
+		for k, e := range c.m {
+			if e.count+e.delta <= bucket {
+				delete(c.m, k)
+			}
+		}
+	}
+}
+
+// Total returns the number of events added.
+func (c *Counter) Total() int64 { return c.n }
+
+// Distinct estimates the number of distinct ids added.
+func (c *Counter) Distinct() int64 { return c.hll.estimate() }
+
+// IDCount is an id and its (possibly under-) counted events.
+type IDCount struct {
+	ID    string `json:"id"`
+	Count int64  `json:"count"`
+}
+
+// Top returns the k ids with the highest kept counts, highest first. A
+// returned count is at most Epsilon·Total below the true count.
+func (c *Counter) Top(k int) []IDCount {
+	out := make([]IDCount, 0, len(c.m))
+	for id, e := range c.m {
+		out = append(out, IDCount{id, e.count})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Count != out[j].Count {
+			return out[i].Count > out[j].Count
+		}
+		return out[i].ID < out[j].ID
+	})
+	if len(out) > k {
+		out = out[:k]
+	}
+	return out
+}
+
+// Max returns the highest kept count (0 when empty).
+func (c *Counter) Max() int64 {
+	var m int64
+	for _, e := range c.m {
+		m = max(m, e.count)
+	}
+	return m
+}
+
+const hllP = 14
+
+type hll struct {
+	seed maphash.Seed
+	reg  []uint8
+}
+
+func newHLL() hll { return hll{seed: maphash.MakeSeed(), reg: make([]uint8, 1<<hllP)} }
+
+func (h *hll) add(s string) {
+	x := maphash.String(h.seed, s)
+	idx := x >> (64 - hllP)
+	rank := uint8(bits.LeadingZeros64(x<<hllP|1<<(hllP-1)) + 1)
+	if rank > h.reg[idx] {
+		h.reg[idx] = rank
+	}
+}
+
+func (h *hll) estimate() int64 {
+	m := float64(len(h.reg))
+	var sum float64
+	zeros := 0
+	for _, r := range h.reg {
+		sum += math.Ldexp(1, -int(r))
+		if r == 0 {
+			zeros++
+		}
+	}
+	alpha := 0.7213 / (1 + 1.079/m)
+	e := alpha * m * m / sum
+	if e <= 2.5*m && zeros > 0 {
+		e = m * math.Log(m/float64(zeros))
+	}
+	return int64(e + 0.5)
+}

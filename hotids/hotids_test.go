@@ -1,0 +1,57 @@
+package hotids_test
+
+import (
+	"fmt"
+	"math"
+	"math/rand"
+	"testing"
+
+	"github.com/backfillhq/backfill/hotids"
+)
+
+func TestCounterFindsHeavyHitters(t *testing.T) {
+	c := hotids.New(0.001)
+	r := rand.New(rand.NewSource(1))
+	exact := map[string]int64{}
+	for i := 0; i < 300000; i++ {
+		id := fmt.Sprintf("cold-%d", r.Intn(100000))
+		switch {
+		case i%10 == 0:
+			id = "hot-a"
+		case i%25 == 0:
+			id = "hot-b"
+		}
+		exact[id]++
+		c.Add(id)
+	}
+	top := c.Top(2)
+	if len(top) != 2 || top[0].ID != "hot-a" || top[1].ID != "hot-b" {
+		t.Fatalf("top=%v", top)
+	}
+	bound := int64(0.001 * float64(c.Total()))
+	for _, tc := range top {
+		if d := exact[tc.ID] - tc.Count; d < 0 || d > bound {
+			t.Fatalf("%s: kept %d, exact %d, bound %d", tc.ID, tc.Count, exact[tc.ID], bound)
+		}
+	}
+	if c.Max() != top[0].Count {
+		t.Fatalf("Max=%d, want %d", c.Max(), top[0].Count)
+	}
+	if got, want := float64(c.Distinct()), float64(len(exact)); math.Abs(got-want)/want > 0.05 {
+		t.Fatalf("Distinct=%v, want about %v", got, want)
+	}
+}
+
+func TestDistinctSmall(t *testing.T) {
+	c := hotids.New(0)
+	for i := 0; i < 10; i++ {
+		c.Add(fmt.Sprint(i % 5))
+	}
+	c.Add("")
+	if got := c.Distinct(); got != 5 {
+		t.Fatalf("Distinct=%d, want 5", got)
+	}
+	if c.Total() != 10 {
+		t.Fatalf("Total=%d", c.Total())
+	}
+}

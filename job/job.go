@@ -1,0 +1,397 @@
+// Package job runs one backfill job end to end: it opens the checkpoint
+// store and takes its lock, checks the job fingerprint, opens the
+// dead-letter file where the last checkpoint left it, lists the sources,
+// decides each object's route, runs the pipeline and produces the report.
+//
+// It is the layer between the command line (flags, signals, exit codes,
+// progress display) and the stages (reader, mapping, chunker, uploader,
+// checkpoint, deadletter), which it wires together without knowing their
+// internals.
+package job
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gocloud.dev/blob"
+
+	"github.com/backfillhq/backfill/checkpoint"
+	"github.com/backfillhq/backfill/deadletter"
+	"github.com/backfillhq/backfill/mapping"
+	"github.com/backfillhq/backfill/pipeline"
+	"github.com/backfillhq/backfill/reader"
+	"github.com/backfillhq/backfill/uploader"
+)
+
+// Defaults for Config.
+const (
+	DefaultCheckpoint = ".backfill"
+	DeadLetterName    = "dead-letter.jsonl"
+	ReportName        = "report.json"
+	DefaultTailEvents = 10000
+)
+
+// Route modes for Config.Route.
+const (
+	RouteAuto  = "auto"
+	RouteBatch = "batch"
+	RouteHTTP  = "http"
+)
+
+var (
+	// ErrUsage marks configuration errors (exit code 2).
+	ErrUsage = errors.New("usage")
+	// ErrRejected means the job completed but some records were
+	// dead-lettered.
+	ErrRejected = errors.New("completed with rejected records")
+	// ErrObjects means some source objects could not be read; the others
+	// were processed.
+	ErrObjects = errors.New("some objects failed")
+)
+
+// Config is everything a job needs. Zero fields take defaults.
+type Config struct {
+	Sources []string
+
+	// Reading.
+	Format      string
+	Delimiter   rune
+	ColumnTypes map[string]string
+	Columns     []string
+	OpenBucket  func(ctx context.Context, url string) (*blob.Bucket, error)
+
+	// Mapping.
+	Preset                 string
+	MappingFile            string
+	SkipUserPropertiesSync bool
+	MinIDLength            int
+
+	// Sending.
+	Endpoint      string
+	APIKey        string
+	HTTPClient    *http.Client
+	Gzip          bool
+	MaxAttempts   int
+	ThrottlePause time.Duration
+	Route         string
+	TailEvents    int
+
+	// Pacing and concurrency.
+	Lanes      int
+	EPS        int
+	HTTPEPS    int
+	BatchSize  int
+	Linger     time.Duration
+	MapWorkers int
+	WaitParked bool
+
+	// State and output.
+	Checkpoint      string
+	CheckpointEvery time.Duration
+	Shard           string // "i/n" or ""
+	DeadLetter      string
+	ReportFile      string
+	Force           bool
+	FailFast        bool
+
+	Logger *slog.Logger
+	// Stats, when set, receives live counters (for progress displays).
+	Stats *pipeline.Stats
+	// OnStart is called once the total input size is known (for progress
+	// bars); it may be nil.
+	OnStart func(objects int, bytes int64)
+}
+
+// Validate checks the configuration and fills defaults.
+func (c *Config) Validate() error {
+	if len(c.Sources) == 0 {
+		return fmt.Errorf("%w: no SOURCE given", ErrUsage)
+	}
+	if c.APIKey == "" {
+		return fmt.Errorf("%w: no API key: set AMPLITUDE_API_KEY or --api-key", ErrUsage)
+	}
+	if c.Endpoint == "" {
+		c.Endpoint = uploader.DefaultEndpoint
+	}
+	if c.Checkpoint == "" {
+		c.Checkpoint = DefaultCheckpoint
+	}
+	if c.DeadLetter == "" {
+		if isLocal(c.Checkpoint) {
+			c.DeadLetter = filepath.Join(localPath(c.Checkpoint), DeadLetterName)
+		} else {
+			c.DeadLetter = DeadLetterName
+		}
+	}
+	if c.ReportFile == "" && isLocal(c.Checkpoint) {
+		c.ReportFile = filepath.Join(localPath(c.Checkpoint), ReportName)
+	}
+	switch c.Route {
+	case "":
+		c.Route = RouteAuto
+	case RouteAuto, RouteBatch, RouteHTTP:
+	default:
+		return fmt.Errorf("%w: --route must be auto, batch or http, not %q", ErrUsage, c.Route)
+	}
+	if c.TailEvents == 0 {
+		c.TailEvents = DefaultTailEvents
+	}
+	if c.EPS > 1000 {
+		return fmt.Errorf("%w: --eps %d is above Amplitude's documented limit of 1000 events/s per device and user", ErrUsage, c.EPS)
+	}
+	if c.HTTPEPS > 30 {
+		return fmt.Errorf("%w: --http-eps %d is above Amplitude's documented HTTP V2 limit of 30 events/s per device and user", ErrUsage, c.HTTPEPS)
+	}
+	if c.BatchSize > uploader.MaxEvents {
+		return fmt.Errorf("%w: --batch-size %d is above Amplitude's limit of %d events per request", ErrUsage, c.BatchSize, uploader.MaxEvents)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+func isLocal(loc string) bool {
+	return !strings.Contains(loc, "://") || strings.HasPrefix(loc, "file://")
+}
+
+func localPath(loc string) string {
+	return strings.TrimPrefix(loc, "file://")
+}
+
+// Fingerprint returns the job fingerprint and its human description: the
+// sources and every option that changes the events sent. Pacing, lanes and
+// endpoints are left out: changing them between resumes is safe.
+func (c *Config) Fingerprint() (string, map[string]string) {
+	desc := map[string]string{
+		"sources":                   strings.Join(c.Sources, " "),
+		"format":                    c.Format,
+		"preset":                    c.Preset,
+		"mapping":                   c.MappingFile,
+		"skip_user_properties_sync": strconv.FormatBool(c.SkipUserPropertiesSync),
+		"min_id_length":             strconv.Itoa(c.MinIDLength),
+		"shard":                     c.Shard,
+	}
+	if len(c.ColumnTypes) > 0 {
+		var kv []string
+		for k, v := range c.ColumnTypes {
+			kv = append(kv, k+":"+v)
+		}
+		sort.Strings(kv)
+		desc["csv_types"] = strings.Join(kv, ",")
+	}
+	if len(c.Columns) > 0 {
+		desc["columns"] = strings.Join(c.Columns, ",")
+	}
+	if c.MappingFile != "" {
+		if data, err := os.ReadFile(c.MappingFile); err == nil {
+			desc["mapping_sha256"] = checkpoint.Fingerprint(string(data))
+		}
+	}
+	keys := make([]string, 0, len(desc))
+	for k := range desc {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, k+"="+desc[k])
+	}
+	return checkpoint.Fingerprint(parts...), desc
+}
+
+// Run executes the job. soft stops reading (first Ctrl-C), hard aborts.
+// The report is returned even with an error whenever the job got far enough
+// to have one.
+func Run(hard, soft context.Context, cfg Config) (*Report, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	started := time.Now()
+
+	mapper, err := newMapper(&cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	rd, err := reader.New(readerOptions(&cfg))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	defer rd.Close()
+
+	shardIdx, shardCount, err := ParseShard(cfg.Shard)
+	if err != nil {
+		return nil, err
+	}
+	storeOpts := checkpoint.Options{Logger: log}
+	if shardCount > 1 {
+		storeOpts.Name = checkpoint.ShardName(shardIdx, shardCount)
+	}
+	store, err := checkpoint.Open(hard, cfg.Checkpoint, storeOpts)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	lock, err := store.Lock(hard, checkpoint.LockOptions{Force: cfg.Force})
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Release(context.WithoutCancel(hard))
+	if prev, ok := lock.TookOver(); ok {
+		log.Warn("took over a stale checkpoint lock", "previous_owner", prev.String())
+	}
+
+	state, err := store.Load(hard)
+	fresh := errors.Is(err, checkpoint.ErrNoCheckpoint)
+	if err != nil && !fresh {
+		return nil, fmt.Errorf("load checkpoint: %w", err)
+	}
+	jobFP, jobDesc := cfg.Fingerprint()
+	if fresh {
+		state = &checkpoint.State{Started: started}
+	} else if err := checkpoint.CheckJob(state, jobFP, jobDesc); err != nil {
+		if !cfg.Force {
+			return nil, fmt.Errorf("%w (or use a new --checkpoint)", err)
+		}
+		log.Warn("resuming a checkpoint written with another configuration (--force)", "err", err)
+	}
+	state.Job, state.JobDesc, state.Shard = jobFP, jobDesc, cfg.Shard
+	state.RunCount++
+
+	truncate := state.DeadLetterSize
+	if fresh {
+		if fi, err := os.Stat(cfg.DeadLetter); err == nil && fi.Size() > 0 && !cfg.Force {
+			return nil, fmt.Errorf("%w: dead-letter file %s already holds %d bytes that no checkpoint accounts for; move it away or pass --force to truncate it", ErrUsage, cfg.DeadLetter, fi.Size())
+		}
+		truncate = 0
+	}
+	dl, err := deadletter.Open(cfg.DeadLetter, truncate)
+	if err != nil {
+		return nil, err
+	}
+	defer dl.Close()
+
+	client, err := uploader.New(uploader.Options{
+		Endpoint:      cfg.Endpoint,
+		APIKey:        cfg.APIKey,
+		MinIDLength:   cfg.MinIDLength,
+		HTTPClient:    cfg.HTTPClient,
+		Gzip:          cfg.Gzip,
+		MaxAttempts:   cfg.MaxAttempts,
+		ThrottlePause: cfg.ThrottlePause,
+		Logger:        log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+
+	tracker := checkpoint.NewTracker(state)
+	save := func(ctx context.Context) error {
+		st := *state
+		tracker.Fill(&st, func(s *checkpoint.State) { s.DeadLetterSize = dl.Size() })
+		if _, err := dl.Sync(); err != nil {
+			return fmt.Errorf("sync dead-letter file: %w", err)
+		}
+		st.Updated = time.Now()
+		if err := lock.Refresh(ctx); err != nil {
+			return err
+		}
+		return store.Save(ctx, &st)
+	}
+
+	plan, err := Plan(hard, rd, &cfg, shardIdx, shardCount)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.OnStart != nil {
+		cfg.OnStart(plan.Objects, plan.Bytes)
+	}
+
+	stats := cfg.Stats
+	if stats == nil {
+		stats = new(pipeline.Stats)
+	}
+	objs, runErr := pipeline.Run(hard, soft, pipeline.Config{
+		Lanes:      cfg.Lanes,
+		EPS:        cfg.EPS,
+		HTTPEPS:    cfg.HTTPEPS,
+		BatchSize:  cfg.BatchSize,
+		Overhead:   client.Overhead(),
+		Linger:     cfg.Linger,
+		MapWorkers: cfg.MapWorkers,
+		WaitParked: cfg.WaitParked,
+		FailFast:   cfg.FailFast,
+		Logger:     log,
+		CheckpointEvery: cfg.CheckpointEvery,
+	}, pipeline.Deps{
+		Objects:    plan.Lister(hard, rd),
+		Mapper:     mapper,
+		Sender:     client,
+		Tracker:    tracker,
+		DeadLetter: dl,
+		Save:       save,
+	}, stats)
+
+	final := *state
+	tracker.Fill(&final, nil)
+	rep := buildReport(&cfg, &final, objs, stats, plan, started, runErr)
+	if cfg.ReportFile != "" {
+		if err := rep.WriteFile(cfg.ReportFile); err != nil {
+			log.Error("write report", "file", cfg.ReportFile, "err", err)
+		}
+	}
+	return rep, rep.Err()
+}
+
+func readerOptions(cfg *Config) reader.Options {
+	o := reader.Options{
+		Format:      reader.Format(cfg.Format),
+		Delimiter:   cfg.Delimiter,
+		ColumnTypes: cfg.ColumnTypes,
+		Columns:     cfg.Columns,
+	}
+	if cfg.OpenBucket != nil {
+		o.OpenBucket = cfg.OpenBucket
+	}
+	return o
+}
+
+func newMapper(cfg *Config) (*mapping.Mapper, error) {
+	opts := mapping.Options{
+		Preset:                 cfg.Preset,
+		SkipUserPropertiesSync: cfg.SkipUserPropertiesSync,
+		MinIDLength:            cfg.MinIDLength,
+	}
+	if cfg.MappingFile != "" {
+		spec, err := mapping.LoadSpec(cfg.MappingFile)
+		if err != nil {
+			return nil, err
+		}
+		opts.Spec = spec
+	}
+	return mapping.New(opts)
+}
+
+// ParseShard parses "i/n" (0-based i). "" means unsharded (0, 1).
+func ParseShard(s string) (int, int, error) {
+	if s == "" {
+		return 0, 1, nil
+	}
+	a, b, ok := strings.Cut(s, "/")
+	i, err1 := strconv.Atoi(a)
+	n, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || n < 1 || i < 0 || i >= n {
+		return 0, 0, fmt.Errorf("%w: --shard must be INDEX/COUNT with 0 <= INDEX < COUNT, not %q", ErrUsage, s)
+	}
+	return i, n, nil
+}

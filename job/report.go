@@ -1,0 +1,368 @@
+package job
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/backfillhq/backfill/checkpoint"
+	"github.com/backfillhq/backfill/deadletter"
+	"github.com/backfillhq/backfill/pipeline"
+	"github.com/backfillhq/backfill/uploader"
+)
+
+// ReportSchemaVersion is the version of the JSON report's schema. Fields are
+// only ever added within a version.
+const ReportSchemaVersion = 1
+
+// Status values of a report.
+const (
+	StatusComplete     = "complete"
+	StatusRejected     = "complete_with_rejections"
+	StatusFailed       = "failed"
+	StatusInterrupted  = "interrupted"
+	StatusIncomplete   = "incomplete"
+)
+
+// Report is the outcome of a job, cumulative over all its runs (resumes).
+// Its JSON field names are stable and documented in the README.
+type Report struct {
+	SchemaVersion int    `json:"schema_version"`
+	Status        string `json:"status"`
+	Error         string `json:"error,omitempty"`
+
+	EventsRead      int64 `json:"events_read"`
+	EventsAccepted  int64 `json:"events_accepted"`
+	EventsRejected  int64 `json:"events_rejected"`
+	EventsPending   int64 `json:"events_pending"` // read but not settled: parked or in flight at an interruption
+	RequestsBatch   int64 `json:"requests_batch"`
+	RequestsHTTPAPI int64 `json:"requests_httpapi"`
+	Responses429    int64 `json:"responses_429"`
+	Responses5xx    int64 `json:"responses_5xx"`
+	Retries         int64 `json:"retries"`
+	BytesSent       int64 `json:"bytes_sent"`
+
+	DurationSeconds float64 `json:"duration_seconds"` // this run
+	JobSeconds      float64 `json:"job_seconds"`      // since the job's first run
+	Runs            int     `json:"runs"`
+	StartedAt       time.Time `json:"started_at"`
+	FinishedAt      time.Time `json:"finished_at"`
+
+	ObjectsTotal   int `json:"objects_total"`
+	ObjectsDone    int `json:"objects_done"`
+	ObjectsFailed  int `json:"objects_failed"`
+	ObjectsSkipped int `json:"objects_skipped"` // complete in an earlier run
+
+	Objects          []ObjectReport `json:"objects"`
+	Routes           map[string]RouteReport `json:"routes"`
+	RejectionReasons []ReasonCount  `json:"rejection_reasons"`
+
+	// This run only (a resumed job's totals above include earlier runs).
+	Run RunReport `json:"run"`
+
+	DeadLetterFile string `json:"dead_letter_file"`
+	Checkpoint     string `json:"checkpoint"`
+	ReportFile     string `json:"report_file,omitempty"`
+	Endpoint       string `json:"endpoint"`
+
+	err error
+}
+
+// ObjectReport is one source object's line of the report.
+type ObjectReport struct {
+	URL      string  `json:"url"`
+	Route    string  `json:"route"`
+	Status   string  `json:"status"` // done, skipped, failed, partial
+	Read     int64   `json:"read"`
+	Accepted int64   `json:"accepted"`
+	Rejected int64   `json:"rejected"`
+	Seconds  float64 `json:"seconds,omitempty"`
+	Error    string  `json:"error,omitempty"`
+}
+
+// RouteReport sums the objects of one route.
+type RouteReport struct {
+	Objects  int   `json:"objects"`
+	Read     int64 `json:"read"`
+	Accepted int64 `json:"accepted"`
+	Rejected int64 `json:"rejected"`
+}
+
+// ReasonCount is a rejection reason and how many records it hit.
+type ReasonCount struct {
+	Stage  string `json:"stage"`
+	Reason string `json:"reason"`
+	Count  int64  `json:"count"`
+}
+
+// RunReport holds this run's counters.
+type RunReport struct {
+	EventsRead     int64 `json:"events_read"`
+	EventsAccepted int64 `json:"events_accepted"`
+	EventsRejected int64 `json:"events_rejected"`
+	Requests       int64 `json:"requests"`
+	Responses429   int64 `json:"responses_429"`
+	Retries        int64 `json:"retries"`
+}
+
+// Err returns the error the report stands for: nil, ErrRejected,
+// ErrObjects, or the run's own error.
+func (r *Report) Err() error { return r.err }
+
+func buildReport(cfg *Config, st *checkpoint.State, objs []pipeline.ObjectStat, stats *pipeline.Stats, plan *PlanResult, started time.Time, runErr error) *Report {
+	now := time.Now()
+	c := st.Counters
+	r := &Report{
+		SchemaVersion:   ReportSchemaVersion,
+		EventsRead:      c.EventsRead,
+		EventsAccepted:  c.EventsAccepted,
+		EventsRejected:  c.EventsRejected + c.EventsFiltered,
+		RequestsBatch:   c.RequestsBatch,
+		RequestsHTTPAPI: c.RequestsHTTPAPI,
+		Responses429:    c.Responses429,
+		Responses5xx:    c.Responses5xx,
+		Retries:         c.Retries,
+		BytesSent:       c.BytesSent,
+		DurationSeconds: now.Sub(started).Seconds(),
+		Runs:            st.RunCount,
+		StartedAt:       started,
+		FinishedAt:      now,
+		Routes:          map[string]RouteReport{},
+		DeadLetterFile:  cfg.DeadLetter,
+		Checkpoint:      cfg.Checkpoint,
+		ReportFile:      cfg.ReportFile,
+		Endpoint:        cfg.Endpoint,
+		Run: RunReport{
+			EventsRead:     stats.Read.Load(),
+			EventsAccepted: stats.Accepted.Load(),
+			EventsRejected: stats.Rejected.Load(),
+			Requests:       stats.RequestsBatch.Load() + stats.RequestsHTTPAPI.Load(),
+			Responses429:   stats.Responses429.Load(),
+			Retries:        stats.Retries.Load(),
+		},
+	}
+	if !st.Started.IsZero() {
+		r.JobSeconds = now.Sub(st.Started).Seconds()
+	}
+	seen := map[string]bool{}
+	for _, o := range objs {
+		seen[o.URL] = true
+		cp := st.Objects[o.URL]
+		or := ObjectReport{URL: o.URL, Route: o.Route.String(), Error: o.Err}
+		if cp != nil {
+			or.Read, or.Accepted, or.Rejected = cp.Read, cp.Accepted, cp.Rejected+cp.Filtered
+		}
+		switch {
+		case o.Skipped:
+			or.Status = "skipped"
+			r.ObjectsSkipped++
+		case o.Err != "":
+			or.Status = "failed"
+			r.ObjectsFailed++
+		case cp != nil && cp.Done:
+			or.Status = "done"
+			r.ObjectsDone++
+		default:
+			or.Status = "partial"
+		}
+		if !o.Finished.IsZero() {
+			or.Seconds = o.Finished.Sub(o.Started).Seconds()
+		}
+		r.Objects = append(r.Objects, or)
+		rr := r.Routes[or.Route]
+		rr.Objects++
+		rr.Read += or.Read
+		rr.Accepted += or.Accepted
+		rr.Rejected += or.Rejected
+		r.Routes[or.Route] = rr
+	}
+	// Objects of earlier runs that this run did not list (a narrower
+	// source, or an interrupted listing) still count in the totals.
+	for url, cp := range st.Objects {
+		if seen[url] {
+			continue
+		}
+		status := "partial"
+		if cp.Done {
+			status = "done"
+		}
+		if cp.Error != "" {
+			status = "failed"
+		}
+		r.Objects = append(r.Objects, ObjectReport{URL: url, Status: status, Read: cp.Read, Accepted: cp.Accepted, Rejected: cp.Rejected + cp.Filtered, Error: cp.Error})
+	}
+	sort.Slice(r.Objects, func(i, j int) bool { return r.Objects[i].URL < r.Objects[j].URL })
+	r.ObjectsTotal = len(r.Objects)
+	r.EventsPending = r.EventsRead - r.EventsAccepted - r.EventsRejected
+	if r.EventsRejected > 0 {
+		if sum, _, err := deadletter.SummarizeFile(cfg.DeadLetter); err == nil {
+			for _, rc := range sum.Top(10) {
+				r.RejectionReasons = append(r.RejectionReasons, ReasonCount{Stage: string(rc.Stage), Reason: rc.Reason, Count: int64(rc.Count)})
+			}
+		}
+	}
+
+	switch {
+	case errors.Is(runErr, pipeline.ErrInterrupted):
+		r.Status, r.err = StatusInterrupted, runErr
+	case errors.Is(runErr, pipeline.ErrParked):
+		r.Status, r.err = StatusIncomplete, runErr
+	case runErr != nil:
+		r.Status, r.err = StatusFailed, runErr
+	case r.ObjectsFailed > 0:
+		r.Status, r.err = StatusFailed, fmt.Errorf("%w: %d of %d objects could not be read (see the report); rerun to retry them", ErrObjects, r.ObjectsFailed, r.ObjectsTotal)
+	case r.EventsRead != r.EventsAccepted+r.EventsRejected:
+		r.Status, r.err = StatusIncomplete, fmt.Errorf("events_read %d != events_accepted %d + events_rejected %d", r.EventsRead, r.EventsAccepted, r.EventsRejected)
+	case r.EventsRejected > 0:
+		r.Status, r.err = StatusRejected, ErrRejected
+	default:
+		r.Status = StatusComplete
+	}
+	if r.err != nil {
+		r.Error = uploader.Redact(r.err.Error(), cfg.APIKey)
+	}
+	return r
+}
+
+// WriteFile writes the report as indented JSON, atomically.
+func (r *Report) WriteFile(name string) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	data = append(data, '\n')
+	if dir := filepath.Dir(name); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+	}
+	tmp := name + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, name)
+}
+
+// WriteSummary prints the human summary: totals, a table per object and
+// route, the top rejection reasons and where the files are.
+func (r *Report) WriteSummary(w io.Writer) {
+	fmt.Fprintf(w, "\nbackfill %s in %s\n", strings.ReplaceAll(r.Status, "_", " "), time.Duration(r.DurationSeconds*float64(time.Second)).Round(time.Millisecond))
+	fmt.Fprintf(w, "  events   read %d = accepted %d + rejected %d", r.EventsRead, r.EventsAccepted, r.EventsRejected)
+	if r.EventsPending != 0 {
+		fmt.Fprintf(w, " + pending %d", r.EventsPending)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "  requests batch %d, httpapi %d; 429s %d; 5xx %d; retries %d\n", r.RequestsBatch, r.RequestsHTTPAPI, r.Responses429, r.Responses5xx, r.Retries)
+	fmt.Fprintf(w, "  objects  %d total, %d done, %d skipped (done earlier), %d failed\n", r.ObjectsTotal, r.ObjectsDone, r.ObjectsSkipped, r.ObjectsFailed)
+	if r.Runs > 1 {
+		fmt.Fprintf(w, "  job      %d runs; this run read %d, accepted %d, rejected %d\n", r.Runs, r.Run.EventsRead, r.Run.EventsAccepted, r.Run.EventsRejected)
+	}
+	if len(r.Objects) > 0 {
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "OBJECT\tROUTE\tSTATUS\tREAD\tACCEPTED\tREJECTED\tTIME\t")
+		const maxRows = 20
+		for i, o := range r.Objects {
+			if i == maxRows {
+				fmt.Fprintf(tw, "... %d more (see the JSON report)\t\t\t\t\t\t\t\n", len(r.Objects)-maxRows)
+				break
+			}
+			secs := ""
+			if o.Seconds > 0 {
+				secs = fmt.Sprintf("%.1fs", o.Seconds)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t\n", shorten(o.URL, 60), o.Route, o.Status, o.Read, o.Accepted, o.Rejected, secs)
+		}
+		routes := make([]string, 0, len(r.Routes))
+		for k := range r.Routes {
+			routes = append(routes, k)
+		}
+		sort.Strings(routes)
+		for _, k := range routes {
+			rr := r.Routes[k]
+			fmt.Fprintf(tw, "(route total, %d objects)\t%s\t\t%d\t%d\t%d\t\t\n", rr.Objects, k, rr.Read, rr.Accepted, rr.Rejected)
+		}
+		tw.Flush()
+	}
+	for _, o := range r.Objects {
+		if o.Error != "" {
+			fmt.Fprintf(w, "  failed: %s: %s\n", o.URL, o.Error)
+		}
+	}
+	if len(r.RejectionReasons) > 0 {
+		fmt.Fprintln(w, "\ntop rejection reasons:")
+		for _, rc := range r.RejectionReasons {
+			fmt.Fprintf(w, "  %7d  %s\n", rc.Count, rc.Reason)
+		}
+	}
+	fmt.Fprintln(w)
+	if r.EventsRejected > 0 {
+		fmt.Fprintf(w, "dead-letter file: %s\n", r.DeadLetterFile)
+	}
+	if r.ReportFile != "" {
+		fmt.Fprintf(w, "report:           %s\n", r.ReportFile)
+	}
+	fmt.Fprintf(w, "checkpoint:       %s\n", r.Checkpoint)
+	if r.Error != "" && r.Status != StatusRejected {
+		fmt.Fprintf(w, "\n%s\n", r.Error)
+	}
+}
+
+func shorten(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n+3:]
+}
+
+// MergeStates adds up the states of a job's shards (keyed by shard name)
+// into one: objects are disjoint across shards, counters add up, and the
+// job is complete when every shard is.
+func MergeStates(states map[string]*checkpoint.State) *checkpoint.State {
+	m := &checkpoint.State{Objects: map[string]*checkpoint.Object{}, Complete: len(states) > 0}
+	for _, st := range states {
+		for u, o := range st.Objects {
+			m.Objects[u] = o
+		}
+		m.Counters.Add(st.Counters)
+		m.Complete = m.Complete && st.Complete
+		m.RunCount = max(m.RunCount, st.RunCount)
+		m.DeadLetterSize += st.DeadLetterSize
+		m.Parked = append(m.Parked, st.Parked...)
+		if m.Started.IsZero() || st.Started.Before(m.Started) {
+			m.Started = st.Started
+		}
+		if st.Updated.After(m.Updated) {
+			m.Updated = st.Updated
+		}
+	}
+	return m
+}
+
+// ReportFromState rebuilds a job's report from its checkpoint, for
+// `backfill report`.
+func ReportFromState(st *checkpoint.State, loc string) *Report {
+	cfg := &Config{Checkpoint: loc}
+	if isLocal(loc) {
+		cfg.DeadLetter = filepath.Join(localPath(loc), DeadLetterName)
+		cfg.ReportFile = filepath.Join(localPath(loc), ReportName)
+	}
+	var runErr error
+	if !st.Complete {
+		runErr = errors.New("the job is not complete: run it again to finish")
+	}
+	r := buildReport(cfg, st, nil, new(pipeline.Stats), nil, st.Started, runErr)
+	if !st.Complete {
+		r.Status = StatusIncomplete
+	}
+	r.DurationSeconds = st.Updated.Sub(st.Started).Seconds()
+	r.FinishedAt = st.Updated
+	return r
+}

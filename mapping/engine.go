@@ -1,0 +1,528 @@
+package mapping
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+
+	"github.com/backfillhq/backfill/validate"
+	"github.com/valyala/fastjson"
+)
+
+// state is the per-call scratch space, pooled by the Mapper.
+type state struct {
+	p     fastjson.Parser // the record
+	p2    fastjson.Parser // the encoded event, for validation
+	extra []*fastjson.Parser
+	next  int // extra parsers in use
+	top   []outVal
+	objs  []*outObj
+	nobj  int
+	buf   []byte
+	hbuf  []byte
+	inner *fastjson.Value // the data of a re-fed dead-letter entry
+}
+
+func newState() *state {
+	return &state{top: make([]outVal, len(fieldNames))}
+}
+
+func (st *state) reset() {
+	clear(st.top)
+	st.next = 0
+	st.nobj = 0
+	st.inner = nil
+}
+
+// parser returns a spare parser whose values live until the call ends.
+func (st *state) parser() *fastjson.Parser {
+	if st.next == len(st.extra) {
+		st.extra = append(st.extra, new(fastjson.Parser))
+	}
+	p := st.extra[st.next]
+	st.next++
+	return p
+}
+
+func (st *state) newObj() *outObj {
+	if st.nobj == len(st.objs) {
+		st.objs = append(st.objs, &outObj{})
+	}
+	o := st.objs[st.nobj]
+	st.nobj++
+	o.reset()
+	return o
+}
+
+// decodeString parses a string holding a JSON object or array.
+func (st *state) decodeString(v *fastjson.Value) (*fastjson.Value, bool) {
+	if v == nil || v.Type() != fastjson.TypeString {
+		return nil, false
+	}
+	b, _ := v.StringBytes()
+	s := strings.TrimSpace(string(b))
+	if s == "" || (s[0] != '{' && s[0] != '[') {
+		return nil, false
+	}
+	out, err := st.parser().Parse(s)
+	if err != nil {
+		return nil, false
+	}
+	return out, true
+}
+
+// fieldError is a mapping failure for one field.
+type fieldError struct {
+	field string
+	err   error
+}
+
+func (e *fieldError) Error() string { return "invalid " + e.field + ": " + e.err.Error() }
+
+// apply maps root into st.top.
+func (pl *plan) apply(st *state, root *fastjson.Value) error {
+	for _, p := range pl.decodeJSON {
+		if v, ok := st.decodeString(p.lookup(root)); ok {
+			if parent := p[:len(p)-1].lookup(root); parent != nil && parent.Type() == fastjson.TypeObject {
+				o, _ := parent.Object()
+				o.Set(p[len(p)-1], v)
+			}
+		}
+	}
+	for _, t := range pl.tops {
+		v, ok, err := pl.evalTarget(st, root, t)
+		if err != nil {
+			return err
+		}
+		if ok {
+			st.top[t.slot] = v
+		}
+	}
+	rootObj, _ := root.Object()
+	if pl.passthrough {
+		var err error
+		rootObj.Visit(func(kb []byte, val *fastjson.Value) {
+			slot, ok := fieldIndex[string(kb)]
+			if err != nil || !ok || pl.explicit[slot] || emptySrc(val) {
+				return
+			}
+			name := fieldNames[slot]
+			var v outVal
+			v, err = convert(st, name, fieldKinds[name], crule{}, srcVal(val))
+			if err == nil {
+				st.top[slot] = v
+			}
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if pl.unmappedTo >= 0 {
+		if src := pl.unmappedFrom.lookup(root); src != nil && src.Type() == fastjson.TypeObject {
+			atRoot := len(pl.unmappedFrom) == 0
+			o, _ := src.Object()
+			o.Visit(func(kb []byte, val *fastjson.Value) {
+				if pl.consumed[string(kb)] || val.Type() == fastjson.TypeNull {
+					return
+				}
+				k := string(kb)
+				if atRoot && pl.passthrough {
+					// CSV columns like "event_properties.color" nest.
+					if top, sub, ok := strings.Cut(k, "."); ok && sub != "" {
+						if slot, ok := fieldIndex[top]; ok && fieldKinds[top] == validate.KindObject {
+							st.setPath(slot, strings.Split(sub, "."), srcVal(val), false)
+							return
+						}
+					}
+				}
+				st.obj(pl.unmappedTo).add(k, srcVal(val))
+			})
+		}
+	}
+	for _, t := range pl.dotted {
+		v, ok, err := pl.evalTarget(st, root, t)
+		if err != nil {
+			return err
+		}
+		if ok {
+			st.setPath(t.slot, t.sub, v, true)
+		}
+	}
+	if pl.hasProps {
+		pl.editProps(st)
+	}
+	return nil
+}
+
+// obj returns the object at top-level slot as a mutable outObj, converting a
+// copied source object when needed.
+func (st *state) obj(slot int) *outObj {
+	return st.objAt(&st.top[slot])
+}
+
+func (st *state) objAt(v *outVal) *outObj {
+	switch v.kind {
+	case kObj:
+		return v.obj
+	case kSrc:
+		if v.src.Type() == fastjson.TypeObject {
+			o := st.newObj()
+			so, _ := v.src.Object()
+			so.Visit(func(k []byte, vv *fastjson.Value) { o.set(string(k), srcVal(vv)) })
+			*v = outVal{kind: kObj, obj: o}
+			return o
+		}
+	}
+	o := st.newObj()
+	*v = outVal{kind: kObj, obj: o}
+	return o
+}
+
+// setPath stores v at sub below the top-level object slot. override=false
+// keeps an existing value.
+func (st *state) setPath(slot int, sub []string, v outVal, override bool) {
+	o := st.obj(slot)
+	for _, k := range sub[:len(sub)-1] {
+		i := o.index(k)
+		if i < 0 {
+			o.set(k, outVal{})
+			i = len(o.keys) - 1
+		}
+		o = st.objAt(&o.vals[i])
+	}
+	last := sub[len(sub)-1]
+	if override {
+		o.set(last, v)
+	} else {
+		o.add(last, v)
+	}
+}
+
+func (pl *plan) editProps(st *state) {
+	v := &st.top[fieldIndex["event_properties"]]
+	if v.kind == kNone {
+		return
+	}
+	o := st.objAt(v)
+	out := st.newObj()
+	for i, k := range o.keys {
+		if pl.dropExact[k] || hasAnyPrefix(k, pl.dropPrefix) {
+			continue
+		}
+		if nk, ok := pl.rename[k]; ok {
+			k = nk
+		}
+		if pl.allow != nil && !pl.allow[k] {
+			continue
+		}
+		out.set(k, o.vals[i])
+	}
+	*v = outVal{kind: kObj, obj: out}
+}
+
+func hasAnyPrefix(s string, prefixes []string) bool {
+	for _, p := range prefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// evalTarget tries the rules of t in order.
+func (pl *plan) evalTarget(st *state, root *fastjson.Value, t *target) (outVal, bool, error) {
+	name := t.name
+	for i := range t.rules {
+		r := &t.rules[i]
+		if !condsHold(root, r.when, true) || !condsHold(root, r.unless, false) {
+			continue
+		}
+		v, ok := r.value(st, root)
+		if !ok {
+			continue
+		}
+		out, err := convert(st, name, t.kind, *r, v)
+		if err != nil {
+			if r.lenient {
+				continue
+			}
+			return outVal{}, false, err
+		}
+		if out.isEmpty() {
+			continue
+		}
+		return out, true, nil
+	}
+	return outVal{}, false, nil
+}
+
+// condsHold reports whether all conditions hold (want=true) or none does
+// (want=false).
+func condsHold(root *fastjson.Value, cs []cond, want bool) bool {
+	for _, c := range cs {
+		s, _ := srcScalar(c.p.lookup(root))
+		match := false
+		for _, x := range c.vals {
+			if s == x {
+				match = true
+				break
+			}
+		}
+		if match != want {
+			return false
+		}
+	}
+	return true
+}
+
+// value computes the raw (unconverted) value of a rule.
+func (r *crule) value(st *state, root *fastjson.Value) (outVal, bool) {
+	switch {
+	case r.hasConst:
+		return r.constv, true
+	case r.tmpl != nil:
+		var sb strings.Builder
+		for _, p := range r.tmpl {
+			if p.p == nil {
+				sb.WriteString(p.lit)
+				continue
+			}
+			s, ok := srcScalar(p.p.lookup(root))
+			if !ok || s == "" {
+				return outVal{}, false
+			}
+			sb.WriteString(s)
+		}
+		return strVal(sb.String()), true
+	}
+	for _, p := range r.from {
+		src := p.lookup(root)
+		if emptySrc(src) {
+			continue
+		}
+		v := srcVal(src)
+		if r.kvKey != "" {
+			if v, _ = kvLookup(src, r.kvKey); v.isEmpty() {
+				continue
+			}
+		}
+		if r.flatten {
+			if src.Type() != fastjson.TypeArray {
+				continue
+			}
+			v = st.flattenKV(src)
+		}
+		if r.ifPrefix != "" || r.unlessPrefix != "" || r.trimPrefix != "" || r.sameAs != nil {
+			s, ok := v.scalar()
+			if !ok {
+				continue
+			}
+			if r.ifPrefix != "" && !strings.HasPrefix(s, r.ifPrefix) {
+				continue
+			}
+			if r.unlessPrefix != "" && strings.HasPrefix(s, r.unlessPrefix) {
+				continue
+			}
+			if r.sameAs != nil {
+				if other, ok := srcScalar(r.sameAs.lookup(root)); ok && other == s {
+					continue
+				}
+			}
+			if r.trimPrefix != "" {
+				if t, ok := strings.CutPrefix(s, r.trimPrefix); ok {
+					v = strVal(t)
+				}
+			}
+		}
+		return v, true
+	}
+	return outVal{}, false
+}
+
+// kvValue returns the value of a GA4-style {key, value:{string_value,
+// int_value, float_value, double_value}} entry. BigQuery JSON exports write
+// INT64 as strings, so an integer string in int_value becomes a number.
+func kvValue(entry *fastjson.Value) outVal {
+	val := entry.Get("value")
+	if val == nil {
+		return outVal{}
+	}
+	if val.Type() != fastjson.TypeObject {
+		return srcVal(val)
+	}
+	for _, k := range [...]string{"string_value", "int_value", "double_value", "float_value"} {
+		x := val.Get(k)
+		if x == nil || x.Type() == fastjson.TypeNull {
+			continue
+		}
+		if k == "int_value" && x.Type() == fastjson.TypeString {
+			b, _ := x.StringBytes()
+			if validate.IsInteger(b) {
+				return numVal(string(b))
+			}
+		}
+		return srcVal(x)
+	}
+	return outVal{}
+}
+
+func kvLookup(arr *fastjson.Value, key string) (outVal, bool) {
+	a, err := arr.Array()
+	if err != nil {
+		return outVal{}, false
+	}
+	for _, e := range a {
+		if k, ok := srcScalar(e.Get("key")); ok && k == key {
+			return kvValue(e), true
+		}
+	}
+	return outVal{}, false
+}
+
+func (st *state) flattenKV(arr *fastjson.Value) outVal {
+	o := st.newObj()
+	a, _ := arr.Array()
+	for _, e := range a {
+		k, ok := srcScalar(e.Get("key"))
+		if !ok || k == "" {
+			continue
+		}
+		if v := kvValue(e); v.kind != kNone {
+			o.set(k, v)
+		}
+	}
+	return outVal{kind: kObj, obj: o}
+}
+
+// convert casts v to what target name of kind k needs.
+func convert(st *state, name string, k validate.Kind, r crule, v outVal) (outVal, error) {
+	if v.isEmpty() {
+		return outVal{}, nil
+	}
+	var err error
+	fail := func(e error) (outVal, error) { return outVal{}, &fieldError{field: name, err: e} }
+	typ := r.typ
+	switch k {
+	case validate.KindString:
+		typ = "string"
+	case validate.KindInt:
+		typ = "int"
+	case validate.KindFloat:
+		typ = "float"
+	case validate.KindBool:
+		typ = "bool"
+	case validate.KindObject:
+		switch kindOf(v) {
+		case 'o':
+			return v, nil
+		case 's':
+			if v.kind == kSrc {
+				if d, ok := st.decodeString(v.src); ok && d.Type() == fastjson.TypeObject {
+					return srcVal(d), nil
+				}
+			}
+		}
+		return fail(convFail("%s is not an object", describe(v)))
+	}
+	if r.time != "" || (name == "time" && typ == "int") {
+		ms, err := timeToMS(v, r.time)
+		if err != nil {
+			return fail(err)
+		}
+		return intVal(ms), nil
+	}
+	switch typ {
+	case "string":
+		var s string
+		if s, err = toString(v); err != nil {
+			return fail(err)
+		}
+		if r.lower {
+			s = strings.ToLower(s)
+		}
+		return strVal(s), nil
+	case "int":
+		n, err := toInt(v)
+		if err != nil {
+			return fail(err)
+		}
+		return intVal(n), nil
+	case "float":
+		if v, err = toFloat(v); err != nil {
+			return fail(err)
+		}
+		return v, nil
+	case "bool":
+		b, err := toBool(v)
+		if err != nil {
+			return fail(err)
+		}
+		return boolVal(b), nil
+	}
+	if r.lower {
+		if s, ok := v.scalar(); ok && kindOf(v) == 's' {
+			return strVal(strings.ToLower(s)), nil
+		}
+	}
+	return v, nil
+}
+
+// skipReason returns why the record matches a skip_when filter, or "".
+func (pl *plan) skipReason(root *fastjson.Value) string {
+	for _, cs := range pl.skipWhen {
+		if condsHold(root, cs, true) {
+			parts := make([]string, len(cs))
+			for i, c := range cs {
+				s, _ := srcScalar(c.p.lookup(root))
+				parts[i] = c.p.String() + "=" + s
+			}
+			return "skip_when " + strings.Join(parts, ",")
+		}
+	}
+	return ""
+}
+
+// filterReason returns why a mapped event is filtered out, or "".
+func (pl *plan) filterReason(eventType string, t int64, hasTime bool) string {
+	if pl.dropTypes[eventType] {
+		return fmt.Sprintf("event_type %q is in drop_event_types", eventType)
+	}
+	if pl.keepTypes != nil && !pl.keepTypes[eventType] {
+		return fmt.Sprintf("event_type %q is not in keep_event_types", eventType)
+	}
+	if (pl.hasFrom || pl.hasTo) && !hasTime {
+		return "no time while a time window is set"
+	}
+	if pl.hasFrom && t < pl.timeFrom {
+		return fmt.Sprintf("time %d is before time_from", t)
+	}
+	if pl.hasTo && t >= pl.timeTo {
+		return fmt.Sprintf("time %d is not before time_to", t)
+	}
+	return ""
+}
+
+// hashInsertID derives an insert_id from the insert_id.hash paths, or ""
+// when a required path is empty.
+func (pl *plan) hashInsertID(st *state, root *fastjson.Value) string {
+	if len(pl.hash) == 0 {
+		return ""
+	}
+	for _, p := range pl.require {
+		if emptySrc(p.lookup(root)) {
+			return ""
+		}
+	}
+	b := st.hbuf[:0]
+	for i, p := range pl.hash {
+		if i > 0 {
+			b = append(b, 0x1f)
+		}
+		s, _ := srcScalar(p.lookup(root))
+		b = append(b, s...)
+	}
+	st.hbuf = b
+	sum := sha256.Sum256(b)
+	return "bfh-" + hex.EncodeToString(sum[:16])
+}

@@ -1,0 +1,402 @@
+package mapping
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/backfillhq/backfill"
+	"github.com/backfillhq/backfill/validate"
+	"github.com/valyala/fastjson"
+)
+
+// DefaultMinIDLength is the minimum user_id/device_id length (Amplitude's
+// default). A different value must also be sent as options.min_id_length.
+const DefaultMinIDLength = validate.DefaultMinIDLength
+
+// Sentinel errors of Map; every Map error also unwraps to a
+// *backfill.RecordError.
+var (
+	// ErrFiltered marks a record dropped by a filter of the spec.
+	ErrFiltered = errors.New("filtered")
+	// ErrRejected marks a record that cannot be mapped or fails validation.
+	ErrRejected = errors.New("rejected")
+)
+
+// Reason codes used in Error.Code and Stats.Rejected, beside the
+// validate.Code* codes.
+const (
+	CodeFiltered     = "filtered"
+	CodeInvalidField = validate.CodeInvalidField
+	CodeInvalidJSON  = validate.CodeInvalidJSON
+	CodeDeadLetter   = "bad_dead_letter"
+)
+
+// Error is what Map returns for a record it does not turn into an event.
+// errors.As(err, **backfill.RecordError) yields the record error to
+// dead-letter; errors.Is(err, ErrFiltered) or ErrRejected tells the two
+// outcomes apart; validation failures also match validate.ErrInvalid.
+type Error struct {
+	Record *backfill.RecordError
+	Code   string // CodeFiltered, a validate.Code*, or another Code* constant
+	err    error
+}
+
+func (e *Error) Error() string { return e.Record.Error() }
+
+// Unwrap exposes the record error and the sentinel(s).
+func (e *Error) Unwrap() []error { return []error{e.Record, e.err} }
+
+// Options configures a Mapper. The zero value maps the amplitude preset.
+type Options struct {
+	// Preset names a shipped preset; default DefaultPreset. Ignored when
+	// Spec is set.
+	Preset string
+	// Spec is a custom mapping (from LoadSpec/ParseSpec); Extends is
+	// resolved by New.
+	Spec *Spec
+	// SkipUserPropertiesSync adds "$skip_user_properties_sync":true to
+	// every event that lacks the key. The pipeline turns it on by default.
+	SkipUserPropertiesSync bool
+	// MinIDLength is the shortest accepted id; default DefaultMinIDLength.
+	MinIDLength int
+	// AllowMissingTime accepts events without a time (see validate).
+	AllowMissingTime bool
+	// Now is the clock for the future-time bound; default time.Now.
+	Now func() time.Time
+}
+
+// Mapper turns source records into validated Amplitude events. It is safe
+// for concurrent use.
+type Mapper struct {
+	opt   Options
+	plan  *plan
+	val   *validate.Validator
+	pool  sync.Pool
+	stats counters
+}
+
+// New compiles the mapping selected by opt.
+func New(opt Options) (*Mapper, error) {
+	spec := opt.Spec
+	fast := false
+	if spec == nil {
+		var err error
+		if spec, err = Preset(opt.Preset); err != nil {
+			return nil, err
+		}
+	}
+	if spec.Extends == DefaultPreset && spec.onlyFilters() {
+		fast = true
+	}
+	resolved, err := resolve(spec, 0)
+	if err != nil {
+		return nil, err
+	}
+	if resolved.Name == DefaultPreset && opt.Spec == nil {
+		fast = true
+	}
+	pl, err := compile(resolved)
+	if err != nil {
+		return nil, err
+	}
+	pl.fast = fast
+	if opt.MinIDLength == 0 {
+		opt.MinIDLength = DefaultMinIDLength
+	}
+	val, err := validate.New(validate.Options{MinIDLength: opt.MinIDLength, AllowMissingTime: opt.AllowMissingTime, Now: opt.Now})
+	if err != nil {
+		return nil, err
+	}
+	m := &Mapper{opt: opt, plan: pl, val: val}
+	m.pool.New = func() any { return newState() }
+	return m, nil
+}
+
+// Name returns the name of the effective mapping.
+func (m *Mapper) Name() string { return m.plan.name }
+
+// FastPath reports whether records already in Amplitude's shape are
+// passed through without re-encoding (the amplitude preset).
+func (m *Mapper) FastPath() bool { return m.plan.fast }
+
+// DeriveInsertID returns the insert_id used for a record without one:
+// "bf-" + the first 32 hex digits of SHA-256(pos.Object + "#" +
+// decimal pos.Record). It depends only on the object URL (without query
+// string) and the record index, so a record keeps its id across retries,
+// resumes and re-runs of the same source.
+func DeriveInsertID(pos backfill.Position) string {
+	h := sha256.New()
+	h.Write([]byte(pos.Object))
+	h.Write([]byte{'#'})
+	var b [20]byte
+	h.Write(strconv.AppendInt(b[:0], pos.Record, 10))
+	var sum [32]byte
+	return "bf-" + hex.EncodeToString(h.Sum(sum[:0])[:16])
+}
+
+// Map turns one record into an event. Errors are *Error values (see there);
+// the record is then dead-lettered and the run goes on.
+func (m *Mapper) Map(rec backfill.Record) (backfill.Event, error) {
+	st := m.pool.Get().(*state)
+	defer func() {
+		st.reset()
+		m.pool.Put(st)
+	}()
+	ev, code, err := m.mapRecord(st, rec)
+	if err == nil {
+		m.stats.mapped.Add(1)
+		return ev, nil
+	}
+	raw := rec.Data
+	if st.inner != nil {
+		// A re-fed dead-letter entry fails again: keep its original record,
+		// not the entry, so entries never nest.
+		if b, err := validate.AppendValue(nil, st.inner); err == nil {
+			raw = b
+		}
+	}
+	return backfill.Event{}, m.fail(rec, raw, code, err)
+}
+
+// fail wraps err into an *Error and counts it.
+func (m *Mapper) fail(rec backfill.Record, raw []byte, code string, err error) error {
+	var ve *validate.Error
+	if errors.As(err, &ve) {
+		code = ve.Code
+	}
+	sentinel := ErrRejected
+	reason := err.Error()
+	if code == CodeFiltered {
+		sentinel = ErrFiltered
+		reason = "filtered: " + reason
+		m.stats.filtered.Add(1)
+	} else {
+		m.stats.reject(code)
+		if ve != nil {
+			sentinel = errors.Join(ErrRejected, ve)
+		}
+	}
+	return &Error{
+		Record: &backfill.RecordError{Pos: rec.Pos, Raw: raw, Reason: reason},
+		Code:   code,
+		err:    sentinel,
+	}
+}
+
+func (m *Mapper) mapRecord(st *state, rec backfill.Record) (backfill.Event, string, error) {
+	root, err := st.p.ParseBytes(rec.Data)
+	if err != nil {
+		return backfill.Event{}, CodeInvalidJSON, fmt.Errorf("invalid JSON: %v", err)
+	}
+	if root.Type() != fastjson.TypeObject {
+		return backfill.Event{}, CodeInvalidJSON, fmt.Errorf("record is not a JSON object")
+	}
+	dlInsertID, refed := "", false
+	if dl := root.Get("backfill_dead_letter"); dl != nil {
+		if s, _ := srcScalar(dl); s == "1" || s == "true" {
+			data := root.Get("data")
+			if d, ok := st.decodeString(data); ok {
+				data = d
+			}
+			if data == nil || data.Type() != fastjson.TypeObject {
+				return backfill.Event{}, CodeDeadLetter, fmt.Errorf("dead-letter entry has no data object")
+			}
+			if b := root.GetStringBytes("insert_id"); len(b) > 0 {
+				dlInsertID = string(b)
+			}
+			root, refed = data, true
+			st.inner = data
+			m.stats.refed.Add(1)
+		}
+	}
+	pl := m.plan
+	if len(pl.skipWhen) > 0 {
+		if why := pl.skipReason(root); why != "" {
+			return backfill.Event{}, CodeFiltered, errors.New(why)
+		}
+	}
+	if pl.fast && !refed && m.fastEligible(root) {
+		data := bytes.TrimSpace(rec.Data)
+		if utf8.Valid(data) && fastjson.ValidateBytes(data) == nil {
+			return m.fastPath(st, rec, root, data)
+		}
+	}
+	return m.generic(st, rec, root, dlInsertID)
+}
+
+// fastEligible reports whether root is already a well-typed Amplitude
+// event: every top-level key documented, every value of its type.
+func (m *Mapper) fastEligible(root *fastjson.Value) bool {
+	o, _ := root.Object()
+	ok := true
+	o.Visit(func(k []byte, v *fastjson.Value) {
+		if !ok {
+			return
+		}
+		kind, known := fieldKinds[string(k)]
+		if !known {
+			ok = false
+			return
+		}
+		switch kind {
+		case validate.KindString:
+			ok = v.Type() == fastjson.TypeString
+		case validate.KindInt:
+			var buf [32]byte
+			ok = v.Type() == fastjson.TypeNumber && validate.IsInteger(v.MarshalTo(buf[:0]))
+		case validate.KindFloat:
+			ok = v.Type() == fastjson.TypeNumber
+		case validate.KindBool:
+			ok = v.Type() == fastjson.TypeTrue || v.Type() == fastjson.TypeFalse
+		case validate.KindObject:
+			ok = v.Type() == fastjson.TypeObject
+		}
+	})
+	return ok
+}
+
+func (m *Mapper) fastPath(st *state, rec backfill.Record, root *fastjson.Value, data []byte) (backfill.Event, string, error) {
+	if m.plan.dropTypes != nil || m.plan.keepTypes != nil || m.plan.hasFrom || m.plan.hasTo {
+		et, _ := srcScalar(root.Get("event_type"))
+		t, hasT := int64(0), false
+		if tv := root.Get("time"); tv != nil {
+			if n, err := tv.Int64(); err == nil {
+				t, hasT = n, true
+			}
+		}
+		if why := m.plan.filterReason(et, t, hasT); why != "" {
+			return backfill.Event{}, CodeFiltered, errors.New(why)
+		}
+	}
+	res, err := m.val.Check(root)
+	if err != nil {
+		return backfill.Event{}, "", err
+	}
+	insertID := res.InsertID
+	addInsert := insertID == ""
+	if addInsert {
+		insertID = DeriveInsertID(rec.Pos)
+		m.stats.derived.Add(1)
+	}
+	addSkip := m.opt.SkipUserPropertiesSync && !res.HasSkipSync
+	var raw []byte
+	if res.Changed() {
+		if raw, err = m.val.AppendEvent(make([]byte, 0, len(data)+96), root, &res); err != nil {
+			return backfill.Event{}, "", err
+		}
+		m.countRepairs(&res)
+	} else {
+		raw = make([]byte, 0, len(data)+96)
+		raw = append(raw, data...)
+		m.stats.fast.Add(1)
+	}
+	raw = raw[:len(raw)-1] // drop the final '}'
+	if addInsert {
+		raw = append(raw, `,"insert_id":`...)
+		raw = validate.AppendString(raw, insertID)
+	}
+	if addSkip {
+		raw = append(raw, `,"$skip_user_properties_sync":true`...)
+	}
+	raw = append(raw, '}')
+	return backfill.Event{
+		Raw: raw, DeviceID: res.DeviceID, UserID: res.UserID, InsertID: insertID,
+		EventType: res.EventType, Time: res.Time, Pos: rec.Pos,
+	}, "", nil
+}
+
+func (m *Mapper) countRepairs(res *validate.Result) {
+	m.stats.repaired.Add(1)
+	if n := res.StrippedIDs(); n > 0 {
+		m.stats.stripped.Add(int64(n))
+	}
+	if res.Truncated > 0 {
+		m.stats.truncated.Add(int64(res.Truncated))
+	}
+}
+
+func (m *Mapper) generic(st *state, rec backfill.Record, root *fastjson.Value, dlInsertID string) (backfill.Event, string, error) {
+	pl := m.plan
+	if err := pl.apply(st, root); err != nil {
+		var fe *fieldError
+		if errors.As(err, &fe) && fe.field == "time" {
+			return backfill.Event{}, validate.CodeInvalidTime, err
+		}
+		return backfill.Event{}, CodeInvalidField, err
+	}
+	etSlot, tSlot, iSlot := fieldIndex["event_type"], fieldIndex["time"], fieldIndex["insert_id"]
+	if pl.dropTypes != nil || pl.keepTypes != nil || pl.hasFrom || pl.hasTo {
+		et, _ := st.top[etSlot].scalar()
+		var t int64
+		ts, hasT := st.top[tSlot].scalar()
+		if hasT {
+			t, _ = strconv.ParseInt(ts, 10, 64)
+		}
+		if why := pl.filterReason(et, t, hasT); why != "" {
+			return backfill.Event{}, CodeFiltered, errors.New(why)
+		}
+	}
+	if st.top[iSlot].isEmpty() {
+		id := dlInsertID
+		if id == "" {
+			id = pl.hashInsertID(st, root)
+		}
+		if id == "" {
+			id = DeriveInsertID(rec.Pos)
+		}
+		m.stats.derived.Add(1)
+		st.top[iSlot] = strVal(id)
+	}
+	if m.opt.SkipUserPropertiesSync {
+		if s := fieldIndex["$skip_user_properties_sync"]; st.top[s].kind == kNone {
+			st.top[s] = boolVal(true)
+		}
+	}
+	buf := append(st.buf[:0], '{')
+	var err error
+	for i := range st.top {
+		v := st.top[i]
+		if v.isEmpty() {
+			continue
+		}
+		if len(buf) > 1 {
+			buf = append(buf, ',')
+		}
+		buf = validate.AppendString(buf, fieldNames[i])
+		buf = append(buf, ':')
+		if buf, err = appendOut(buf, v); err != nil {
+			st.buf = buf
+			return backfill.Event{}, CodeInvalidField, fmt.Errorf("invalid %s: %v", fieldNames[i], err)
+		}
+	}
+	buf = append(buf, '}')
+	st.buf = buf
+	ev, err := st.p2.ParseBytes(buf)
+	if err != nil {
+		return backfill.Event{}, CodeInvalidJSON, fmt.Errorf("encode event: %v", err)
+	}
+	res, err := m.val.Check(ev)
+	if err != nil {
+		return backfill.Event{}, "", err
+	}
+	var raw []byte
+	if res.Changed() {
+		if raw, err = m.val.AppendEvent(make([]byte, 0, len(buf)), ev, &res); err != nil {
+			return backfill.Event{}, "", err
+		}
+		m.countRepairs(&res)
+	} else {
+		raw = bytes.Clone(buf)
+	}
+	return backfill.Event{
+		Raw: raw, DeviceID: res.DeviceID, UserID: res.UserID, InsertID: res.InsertID,
+		EventType: res.EventType, Time: res.Time, Pos: rec.Pos,
+	}, "", nil
+}

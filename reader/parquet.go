@@ -1,0 +1,530 @@
+package reader
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/apache/arrow-go/v18/arrow"
+	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/apache/arrow-go/v18/arrow/memory"
+	"github.com/apache/arrow-go/v18/parquet"
+	"github.com/apache/arrow-go/v18/parquet/file"
+	"github.com/apache/arrow-go/v18/parquet/pqarrow"
+	"gocloud.dev/blob"
+
+	"github.com/backfillhq/backfill"
+)
+
+// Range-read tuning for Parquet over object storage. A read fetches exactly
+// the bytes asked for, at least minRangeRead (tiny footer and header reads
+// share a request); a server keeps sending a range even when the client
+// stops reading, so larger read-ahead would waste transfer. Reads that
+// continue where an open range stopped reuse it; at most maxStreams stay
+// open.
+const (
+	minRangeRead = 64 << 10
+	maxStreams   = 8
+)
+
+// bucketStore reads one key of a bucket.
+type bucketStore struct {
+	b   *blob.Bucket
+	key string
+}
+
+func (s *bucketStore) stream(ctx context.Context, off int64) (io.ReadCloser, error) {
+	return s.b.NewRangeReader(ctx, s.key, off, -1, nil)
+}
+
+// blobReaderAt is an io.ReaderAt and io.Seeker over a bucket object. Reads
+// are range reads of about the requested size (BufferedStreamEnabled keeps
+// them near ParquetBufferSize), so a huge object is never fetched whole. It
+// keeps the ctx of Open: it is an io adapter.
+type blobReaderAt struct {
+	ctx     context.Context
+	b       *blob.Bucket
+	key     string
+	size    int64
+	pos     int64
+	streams []*rangeStream // least recently used first
+	n       int64
+}
+
+type rangeStream struct {
+	r        *blob.Reader
+	off, end int64
+}
+
+func (ra *blobReaderAt) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("negative offset")
+	}
+	if off >= ra.size {
+		return 0, io.EOF
+	}
+	want := int(min(int64(len(p)), ra.size-off))
+	var s *rangeStream
+	for i, c := range ra.streams {
+		if c.off == off && c.end >= off+int64(want) {
+			s = c
+			ra.streams = append(slices.Delete(ra.streams, i, i+1), s)
+			break
+		}
+	}
+	if s == nil {
+		length := min(max(int64(want), minRangeRead), ra.size-off)
+		r, err := ra.b.NewRangeReader(ra.ctx, ra.key, off, length, nil)
+		if err != nil {
+			return 0, err
+		}
+		s = &rangeStream{r: r, off: off, end: off + length}
+		ra.streams = append(ra.streams, s)
+		if len(ra.streams) > maxStreams {
+			ra.streams[0].r.Close()
+			ra.streams = ra.streams[1:]
+		}
+	}
+	n, err := io.ReadFull(s.r, p[:want])
+	s.off += int64(n)
+	ra.n += int64(n)
+	if err != nil {
+		ra.drop(s)
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			err = fmt.Errorf("object shorter than listed (%d bytes): %w", ra.size, io.ErrUnexpectedEOF)
+		}
+		return n, err
+	}
+	if s.off == s.end {
+		ra.drop(s)
+	}
+	if want < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (ra *blobReaderAt) drop(s *rangeStream) {
+	s.r.Close()
+	ra.streams = slices.DeleteFunc(ra.streams, func(c *rangeStream) bool { return c == s })
+}
+
+func (ra *blobReaderAt) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekStart:
+	case io.SeekCurrent:
+		offset += ra.pos
+	case io.SeekEnd:
+		offset += ra.size
+	default:
+		return 0, errors.New("bad whence")
+	}
+	if offset < 0 {
+		return 0, errors.New("negative position")
+	}
+	ra.pos = offset
+	return offset, nil
+}
+
+func (ra *blobReaderAt) Close() error {
+	for _, s := range ra.streams {
+		s.r.Close()
+	}
+	ra.streams = nil
+	return nil
+}
+
+// countingFile counts the bytes read from a local Parquet file.
+type countingFile struct {
+	*os.File
+	n int64
+}
+
+func (f *countingFile) ReadAt(p []byte, off int64) (int, error) {
+	n, err := f.File.ReadAt(p, off)
+	f.n += int64(n)
+	return n, err
+}
+
+// openParquet opens a Parquet object: footer, projection, and a record
+// reader positioned at start.Record (whole row groups are skipped, then rows
+// inside the first one).
+func (r *Reader) openParquet(ctx context.Context, d *Decoder, obj Object, st store, start Start) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%w: parquet: %v", ErrMalformed, p)
+		}
+	}()
+	var src parquet.ReaderAtSeeker
+	switch s := st.(type) {
+	case localStore:
+		f, err := os.Open(string(s))
+		if err != nil {
+			return err
+		}
+		d.closers = append(d.closers, f)
+		cf := &countingFile{File: f}
+		d.read = func() int64 { return cf.n }
+		src = cf
+	case *bucketStore:
+		size := obj.Size
+		if size <= 0 {
+			attrs, err := s.b.Attributes(ctx, s.key)
+			if err != nil {
+				return err
+			}
+			size = attrs.Size
+		}
+		ra := &blobReaderAt{ctx: ctx, b: s.b, key: s.key, size: size}
+		d.closers = append(d.closers, ra)
+		d.read = func() int64 { return ra.n }
+		src = ra
+	}
+	props := parquet.NewReaderProperties(memory.DefaultAllocator)
+	props.BufferedStreamEnabled = true
+	props.BufferSize = int64(r.opts.ParquetBufferSize)
+	pf, err := file.NewParquetReader(src, file.WithReadProps(props))
+	if err != nil {
+		return fmt.Errorf("%w: parquet: %v", ErrMalformed, err)
+	}
+	d.closers = append(d.closers, pf)
+	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: int64(r.opts.ParquetBatchRows)}, memory.DefaultAllocator)
+	if err != nil {
+		return fmt.Errorf("%w: parquet: %v", ErrMalformed, err)
+	}
+	var cols []int
+	if len(r.opts.Columns) > 0 {
+		if cols, err = leafColumns(pf, r.opts.Columns); err != nil {
+			return err
+		}
+	}
+	pd := &parquetDecoder{url: obj.URL, rec: start.Record}
+	d.dec = pd
+	var total int64
+	first := -1
+	for i := range pf.NumRowGroups() {
+		n := pf.MetaData().RowGroup(i).NumRows()
+		if first < 0 && start.Record < total+n {
+			first = i
+			pd.rg, pd.rgStart = i, total
+		}
+		total += n
+		pd.rgEnds = append(pd.rgEnds, total)
+	}
+	if first < 0 { // empty file, or start past the end
+		pd.done = true
+		return nil
+	}
+	groups := make([]int, 0, pf.NumRowGroups()-first)
+	for i := first; i < pf.NumRowGroups(); i++ {
+		groups = append(groups, i)
+	}
+	rr, err := fr.GetRecordReader(ctx, cols, groups)
+	if err != nil {
+		return fmt.Errorf("%w: parquet: %v", ErrMalformed, err)
+	}
+	d.closers = append(d.closers, releaser{rr})
+	// Rows before start.Record inside the first row group are decoded and
+	// dropped batch by batch: RecordReader.SeekToRow mis-reads nested
+	// (list/map) columns in arrow-go v18.8.0.
+	pd.rec, pd.skipTo = pd.rgStart, start.Record
+	pd.rr = rr
+	return nil
+}
+
+type releaser struct{ rr pqarrow.RecordReader }
+
+func (r releaser) Close() error { r.rr.Release(); return nil }
+
+// leafColumns maps top-level column names to Parquet leaf column indices.
+func leafColumns(pf *file.Reader, names []string) ([]int, error) {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = false
+	}
+	sc := pf.MetaData().Schema
+	var cols []int
+	for i := range sc.NumColumns() {
+		top := sc.Column(i).ColumnPath()[0]
+		if _, ok := want[top]; ok {
+			want[top] = true
+			cols = append(cols, i)
+		}
+	}
+	for _, n := range names {
+		if !want[n] {
+			return nil, fmt.Errorf("parquet: column %q is not in the schema", n)
+		}
+	}
+	return cols, nil
+}
+
+// parquetDecoder converts record batches into JSON objects, one per row.
+type parquetDecoder struct {
+	url     string
+	rr      pqarrow.RecordReader
+	batch   arrow.RecordBatch
+	row     int
+	rgEnds  []int64 // cumulative row count at the end of each row group
+	rg      int
+	rgStart int64
+	rec     int64 // global index of the next row
+	skipTo  int64 // rows below this index are dropped unconverted
+	done    bool
+	out     []byte
+}
+
+func (p *parquetDecoder) index() int64 { return p.rec }
+
+func (p *parquetDecoder) next() (rec backfill.Record, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			p.done = true
+			rec, err = backfill.Record{}, fmt.Errorf("%w: parquet row %d: %v", ErrMalformed, p.rec, v)
+		}
+	}()
+	if p.done {
+		return backfill.Record{}, io.EOF
+	}
+	for p.batch == nil || p.row >= int(p.batch.NumRows()) {
+		if !p.rr.Next() {
+			p.done = true
+			if err := p.rr.Err(); err != nil && err != io.EOF {
+				return backfill.Record{}, fmt.Errorf("%w: parquet row %d: %v", ErrMalformed, p.rec, err)
+			}
+			return backfill.Record{}, io.EOF
+		}
+		p.batch, p.row = p.rr.RecordBatch(), 0
+		if skip := min(p.skipTo-p.rec, p.batch.NumRows()); skip > 0 {
+			p.row += int(skip)
+			p.rec += skip
+		}
+	}
+	i := p.row
+	p.row++
+	for p.rg < len(p.rgEnds)-1 && p.rec >= p.rgEnds[p.rg] {
+		p.rgStart = p.rgEnds[p.rg]
+		p.rg++
+	}
+	pos := backfill.Position{Object: p.url, Record: p.rec, Offset: -1, RowGroup: p.rg, Row: p.rec - p.rgStart}
+	p.rec++
+	b := append(p.out[:0], '{')
+	n := 0
+	sc := p.batch.Schema()
+	for c, col := range p.batch.Columns() {
+		if col.IsNull(i) {
+			continue
+		}
+		if n > 0 {
+			b = append(b, ',')
+		}
+		n++
+		name := sc.Field(c).Name
+		b, _ = appendString(b, name)
+		b = append(b, ':')
+		if b, err = appendValue(b, col, i); err != nil {
+			p.out = b
+			return backfill.Record{}, &backfill.RecordError{Pos: pos, Reason: truncate(fmt.Sprintf("column %q: %v", name, err))}
+		}
+	}
+	b = append(b, '}')
+	p.out = b
+	return backfill.Record{Pos: pos, Data: slices.Clone(b)}, nil
+}
+
+var errInvalidUTF8 = errors.New("invalid UTF-8 in a string")
+
+// appendValue appends element i of a as JSON. Structs and maps become
+// objects (null members omitted), lists arrays (null elements kept as
+// null), timestamps integer milliseconds since the epoch, dates
+// "YYYY-MM-DD", binary a string when it is valid UTF-8 and base64 otherwise,
+// NaN and infinities null.
+func appendValue(b []byte, a arrow.Array, i int) ([]byte, error) {
+	if a.IsNull(i) {
+		return append(b, "null"...), nil
+	}
+	var ok bool
+	switch a := a.(type) {
+	case *array.Boolean:
+		return strconv.AppendBool(b, a.Value(i)), nil
+	case *array.Int8:
+		return strconv.AppendInt(b, int64(a.Value(i)), 10), nil
+	case *array.Int16:
+		return strconv.AppendInt(b, int64(a.Value(i)), 10), nil
+	case *array.Int32:
+		return strconv.AppendInt(b, int64(a.Value(i)), 10), nil
+	case *array.Int64:
+		return strconv.AppendInt(b, a.Value(i), 10), nil
+	case *array.Uint8:
+		return strconv.AppendUint(b, uint64(a.Value(i)), 10), nil
+	case *array.Uint16:
+		return strconv.AppendUint(b, uint64(a.Value(i)), 10), nil
+	case *array.Uint32:
+		return strconv.AppendUint(b, uint64(a.Value(i)), 10), nil
+	case *array.Uint64:
+		return strconv.AppendUint(b, a.Value(i), 10), nil
+	case *array.Float16:
+		return appendFloatOrNull(b, float64(a.Value(i).Float32()), 32), nil
+	case *array.Float32:
+		return appendFloatOrNull(b, float64(a.Value(i)), 32), nil
+	case *array.Float64:
+		return appendFloatOrNull(b, a.Value(i), 64), nil
+	case *array.String:
+		if b, ok = appendString(b, a.Value(i)); !ok {
+			return b, errInvalidUTF8
+		}
+		return b, nil
+	case *array.LargeString:
+		if b, ok = appendString(b, a.Value(i)); !ok {
+			return b, errInvalidUTF8
+		}
+		return b, nil
+	case *array.StringView:
+		if b, ok = appendString(b, a.Value(i)); !ok {
+			return b, errInvalidUTF8
+		}
+		return b, nil
+	case *array.Binary:
+		return appendBinary(b, a.Value(i)), nil
+	case *array.LargeBinary:
+		return appendBinary(b, a.Value(i)), nil
+	case *array.BinaryView:
+		return appendBinary(b, a.Value(i)), nil
+	case *array.FixedSizeBinary:
+		return appendBinary(b, a.Value(i)), nil
+	case *array.Date32:
+		return append(b, `"`+a.Value(i).ToTime().Format(time.DateOnly)+`"`...), nil
+	case *array.Date64:
+		return append(b, `"`+a.Value(i).ToTime().Format(time.DateOnly)+`"`...), nil
+	case *array.Timestamp:
+		unit := a.DataType().(*arrow.TimestampType).Unit
+		return strconv.AppendInt(b, toMillis(int64(a.Value(i)), unit), 10), nil
+	case *array.Duration:
+		unit := a.DataType().(*arrow.DurationType).Unit
+		return strconv.AppendInt(b, toMillis(int64(a.Value(i)), unit), 10), nil
+	case *array.Struct:
+		st := a.DataType().(*arrow.StructType)
+		b = append(b, '{')
+		n := 0
+		for j := range a.NumField() {
+			f := a.Field(j)
+			if f.IsNull(i) {
+				continue
+			}
+			if n > 0 {
+				b = append(b, ',')
+			}
+			n++
+			b, _ = appendString(b, st.Field(j).Name)
+			b = append(b, ':')
+			var err error
+			if b, err = appendValue(b, f, i); err != nil {
+				return b, fmt.Errorf("%s: %w", st.Field(j).Name, err)
+			}
+		}
+		return append(b, '}'), nil
+	case *array.Map: // before ListLike: a Map is also a list
+		keys, items := a.Keys(), a.Items()
+		start, end := a.ValueOffsets(i)
+		b = append(b, '{')
+		n := 0
+		for k := int(start); k < int(end); k++ {
+			if items.IsNull(k) {
+				continue
+			}
+			if n > 0 {
+				b = append(b, ',')
+			}
+			n++
+			if ks, isStr := keys.(*array.String); isStr {
+				if b, ok = appendString(b, ks.Value(k)); !ok {
+					return b, errInvalidUTF8
+				}
+			} else {
+				b, _ = appendString(b, keys.ValueStr(k))
+			}
+			b = append(b, ':')
+			var err error
+			if b, err = appendValue(b, items, k); err != nil {
+				return b, err
+			}
+		}
+		return append(b, '}'), nil
+	case array.ListLike:
+		start, end := a.ValueOffsets(i)
+		vals := a.ListValues()
+		b = append(b, '[')
+		for k := int(start); k < int(end); k++ {
+			if k > int(start) {
+				b = append(b, ',')
+			}
+			var err error
+			if b, err = appendValue(b, vals, k); err != nil {
+				return b, err
+			}
+		}
+		return append(b, ']'), nil
+	case *array.Dictionary:
+		return appendValue(b, a.Dictionary(), a.GetValueIndex(i))
+	case array.ExtensionArray:
+		return appendValue(b, a.Storage(), i)
+	}
+	switch a.DataType().ID() {
+	case arrow.DECIMAL32, arrow.DECIMAL64, arrow.DECIMAL128, arrow.DECIMAL256:
+		return append(b, a.ValueStr(i)...), nil
+	case arrow.TIME32, arrow.TIME64:
+		b, _ = appendString(b, a.ValueStr(i))
+		return b, nil
+	}
+	v, err := json.Marshal(a.GetOneForMarshal(i))
+	if err != nil {
+		return b, err
+	}
+	return append(b, v...), nil
+}
+
+func appendFloatOrNull(b []byte, f float64, bits int) []byte {
+	if out, ok := appendFloat(b, f, bits); ok {
+		return out
+	}
+	return append(b, "null"...)
+}
+
+func appendBinary(b, v []byte) []byte {
+	if utf8.Valid(v) {
+		b, _ = appendString(b, v)
+		return b
+	}
+	b = append(b, '"')
+	b = base64.StdEncoding.AppendEncode(b, v)
+	return append(b, '"')
+}
+
+// toMillis converts v in unit to milliseconds, rounding toward minus infinity.
+func toMillis(v int64, unit arrow.TimeUnit) int64 {
+	switch unit {
+	case arrow.Second:
+		return v * 1000
+	case arrow.Microsecond:
+		return floorDiv(v, 1000)
+	case arrow.Nanosecond:
+		return floorDiv(v, 1_000_000)
+	}
+	return v
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
+}

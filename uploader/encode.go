@@ -1,0 +1,117 @@
+package uploader
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"sync"
+
+	"github.com/backfillhq/backfill"
+	"github.com/klauspost/compress/gzip"
+)
+
+// Amplitude's documented per-request limits (amplitude-api.md §5). Byte
+// limits apply to the uncompressed JSON body as BodySize counts it; whether
+// Amplitude measures before or after gunzip is undocumented, and the
+// uncompressed size is the safe reading.
+const (
+	// MaxEvents is the most events one request may carry, on both routes.
+	MaxEvents = 2000
+	// MaxBatchBytes is the body size limit of /batch (20 MB).
+	MaxBatchBytes = 20_000_000
+	// MaxHTTPBytes is the body size limit of /2/httpapi (1 MB).
+	MaxHTTPBytes = 1_000_000
+)
+
+// MaxBytes returns the body size limit of route: MaxHTTPBytes for
+// backfill.RouteHTTP, MaxBatchBytes otherwise.
+func MaxBytes(route backfill.Route) int {
+	if route == backfill.RouteHTTP {
+		return MaxHTTPBytes
+	}
+	return MaxBatchBytes
+}
+
+// Overhead returns the bytes a request body adds around its events for the
+// given key and min_id_length: the api_key prefix, the events array brackets
+// and the options object. A body of n ≥ 1 events is exactly
+// Overhead + Σ len(Raw) + (n-1) bytes long (one comma between events).
+func Overhead(apiKey string, minIDLength int) int {
+	e := newEncoder(apiKey, minIDLength)
+	return len(e.prefix) + len(e.suffix)
+}
+
+// encoder holds the constant parts of a request body:
+//
+//	{"api_key":"K","events":[ <raw>,<raw>... ],"options":{"min_id_length":N}}
+type encoder struct {
+	prefix []byte // {"api_key":"K","events":[
+	suffix []byte // ]} or ],"options":{"min_id_length":N}}
+}
+
+func newEncoder(apiKey string, minIDLength int) encoder {
+	key, _ := json.Marshal(apiKey) // a string always marshals
+	prefix := make([]byte, 0, len(key)+24)
+	prefix = append(prefix, `{"api_key":`...)
+	prefix = append(prefix, key...)
+	prefix = append(prefix, `,"events":[`...)
+	suffix := []byte(`]}`)
+	if minIDLength > 0 {
+		suffix = append([]byte(`],"options":{"min_id_length":`), strconv.Itoa(minIDLength)...)
+		suffix = append(suffix, `}}`...)
+	}
+	return encoder{prefix: prefix, suffix: suffix}
+}
+
+// size is the exact length of the body for events[idx...].
+func (e *encoder) size(events []backfill.Event, idx []int) int {
+	n := len(e.prefix) + len(e.suffix)
+	for _, i := range idx {
+		n += len(events[i].Raw)
+	}
+	if len(idx) > 1 {
+		n += len(idx) - 1
+	}
+	return n
+}
+
+// appendBody appends the body for events[idx...] to dst.
+func (e *encoder) appendBody(dst []byte, events []backfill.Event, idx []int) []byte {
+	dst = append(dst, e.prefix...)
+	for k, i := range idx {
+		if k > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, events[i].Raw...)
+	}
+	return append(dst, e.suffix...)
+}
+
+// body encodes events[idx...] into a fresh, exactly sized slice. The slice is
+// not pooled: the HTTP transport may still read a request body after Do
+// returns, so reusing it would race.
+func (e *encoder) body(events []backfill.Event, idx []int) []byte {
+	return e.appendBody(make([]byte, 0, e.size(events, idx)), events, idx)
+}
+
+// gzipLevel favours CPU over ratio: JSON compresses ~5-10x even at level 1,
+// and the machine running backfills is usually short of cores, not bandwidth.
+const gzipLevel = gzip.BestSpeed
+
+var gzipWriters = sync.Pool{New: func() any {
+	w, _ := gzip.NewWriterLevel(nil, gzipLevel) // the level is valid
+	return w
+}}
+
+// gzipBytes returns b gzip-compressed.
+func gzipBytes(b []byte) []byte {
+	var buf bytes.Buffer
+	buf.Grow(len(b)/4 + 64)
+	w := gzipWriters.Get().(*gzip.Writer)
+	w.Reset(&buf)
+	_, _ = w.Write(b) // writes to a bytes.Buffer cannot fail
+	_ = w.Close()
+	w.Reset(nil)
+	gzipWriters.Put(w)
+	return buf.Bytes()
+}

@@ -1,0 +1,484 @@
+package validate
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/valyala/fastjson"
+)
+
+// Defaults for Options.
+const (
+	// DefaultMinIDLength is Amplitude's default minimum user_id/device_id length.
+	DefaultMinIDLength = 5
+	// DefaultMaxStringLength is the longest string value, in runes.
+	DefaultMaxStringLength = 1024
+	// DefaultMaxDepth is the deepest nesting of objects and arrays inside an event.
+	DefaultMaxDepth = 40
+	// DefaultMaxKeys is the most keys one object may have.
+	DefaultMaxKeys = 1024
+	// DefaultMaxFuture is how far after Now an event time may be.
+	DefaultMaxFuture = 366 * 24 * time.Hour
+	// DefaultMinTime is the earliest accepted event time, in ms since the
+	// epoch (2000-01-01T00:00:00Z).
+	DefaultMinTime int64 = 946684800000
+)
+
+// ErrInvalid is matched by every rejection (errors.Is(err, ErrInvalid)).
+var ErrInvalid = errors.New("invalid event")
+
+// Rejection codes, stable for counting and reports.
+const (
+	CodeInvalidJSON       = "invalid_json"
+	CodeMissingEventType  = "missing_event_type"
+	CodeReservedEventType = "reserved_event_type"
+	CodeMissingID         = "missing_id"
+	CodeIDTooLong         = "id_too_long"
+	CodeMissingTime       = "missing_time"
+	CodeInvalidTime       = "invalid_time"
+	CodeInvalidField      = "invalid_field"
+	CodeTooDeep           = "too_deep"
+	CodeTooManyKeys       = "too_many_keys"
+)
+
+// Error is a rejected event.
+type Error struct {
+	Code   string // one of the Code* constants
+	Field  string // the offending field, dotted for nested ones
+	Reason string // human readable, names the field
+}
+
+func (e *Error) Error() string { return e.Reason }
+
+// Is makes errors.Is(err, ErrInvalid) true.
+func (e *Error) Is(target error) bool { return target == ErrInvalid }
+
+func reject(code, field, format string, args ...any) *Error {
+	return &Error{Code: code, Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Options tunes a Validator. The zero value means the documented defaults.
+type Options struct {
+	MinIDLength     int           // default DefaultMinIDLength
+	MaxStringLength int           // default DefaultMaxStringLength
+	MaxDepth        int           // default DefaultMaxDepth
+	MaxKeys         int           // default DefaultMaxKeys
+	MaxFuture       time.Duration // default DefaultMaxFuture
+	MinTime         int64         // ms since epoch; default DefaultMinTime
+	// AllowMissingTime accepts events without time (Amplitude then uses the
+	// upload time). Off by default: a backfill event needs its real time.
+	AllowMissingTime bool
+	// Now is the clock for the future-time bound; default time.Now.
+	Now func() time.Time
+}
+
+// Validator checks events. It is safe for concurrent use.
+type Validator struct {
+	opt Options
+}
+
+// New returns a Validator; zero Options fields take their defaults.
+func New(opt Options) (*Validator, error) {
+	if opt.MinIDLength < 0 || opt.MaxStringLength < 0 || opt.MaxDepth < 0 || opt.MaxKeys < 0 || opt.MaxFuture < 0 {
+		return nil, errors.New("validate: negative limit")
+	}
+	if opt.MinIDLength == 0 {
+		opt.MinIDLength = DefaultMinIDLength
+	}
+	if opt.MaxStringLength == 0 {
+		opt.MaxStringLength = DefaultMaxStringLength
+	}
+	if opt.MaxDepth == 0 {
+		opt.MaxDepth = DefaultMaxDepth
+	}
+	if opt.MaxKeys == 0 {
+		opt.MaxKeys = DefaultMaxKeys
+	}
+	if opt.MaxFuture == 0 {
+		opt.MaxFuture = DefaultMaxFuture
+	}
+	if opt.MinTime == 0 {
+		opt.MinTime = DefaultMinTime
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	return &Validator{opt: opt}, nil
+}
+
+// Options returns the effective options (defaults filled in).
+func (v *Validator) Options() Options { return v.opt }
+
+// Result describes a valid event: the keys later stages need, and the
+// repairs AppendEvent must apply.
+type Result struct {
+	EventType string // after truncation
+	UserID    string // "" when absent or stripped
+	DeviceID  string // "" when absent or stripped
+	InsertID  string
+	Time      int64 // 0 when absent
+	HasTime   bool
+
+	// HasSkipSync reports that $skip_user_properties_sync is present.
+	HasSkipSync bool
+
+	StripUserID   bool // user_id is too short or blocked and must be removed
+	StripDeviceID bool // same for device_id
+	Truncated     int  // string values longer than MaxStringLength
+}
+
+// StrippedIDs returns how many ids the repair removes.
+func (r *Result) StrippedIDs() int {
+	n := 0
+	if r.StripUserID {
+		n++
+	}
+	if r.StripDeviceID {
+		n++
+	}
+	return n
+}
+
+// Changed reports whether the event needs any repair.
+func (r *Result) Changed() bool {
+	return r.StripUserID || r.StripDeviceID || r.Truncated > 0
+}
+
+// checker carries the state of one Check call.
+type checker struct {
+	v        *Validator
+	res      Result
+	fieldErr *Error // first type/nesting problem
+	path     []string
+}
+
+func (c *checker) setErr(e *Error) {
+	if c.fieldErr == nil {
+		c.fieldErr = e
+	}
+}
+
+func (c *checker) pathString(last string) string {
+	if len(c.path) == 0 {
+		return last
+	}
+	s := strings.Join(c.path, ".")
+	if last != "" {
+		s += "." + last
+	}
+	return s
+}
+
+// Check validates ev without modifying it. On success the Result lists the
+// extracted keys and the repairs to apply; on failure err is an *Error.
+func (v *Validator) Check(ev *fastjson.Value) (Result, error) {
+	c := checker{v: v}
+	if ev == nil || ev.Type() != fastjson.TypeObject {
+		return c.res, reject(CodeInvalidJSON, "", "event is not a JSON object")
+	}
+	o, _ := ev.Object()
+	if o.Len() > v.opt.MaxKeys {
+		return c.res, reject(CodeTooManyKeys, "", "event has %d keys (max %d)", o.Len(), v.opt.MaxKeys)
+	}
+	var evType, userID, deviceID, tm *fastjson.Value
+	o.Visit(func(kb []byte, val *fastjson.Value) {
+		k := string(kb)
+		kind := FieldKind(k)
+		switch k {
+		case "event_type":
+			evType = val
+			return
+		case "user_id":
+			userID = val
+			return
+		case "device_id":
+			deviceID = val
+			return
+		case "time":
+			tm = val
+			return
+		}
+		t := val.Type()
+		if kind != KindUnknown && t != fastjson.TypeNull && !kindMatches(kind, val) {
+			c.setErr(reject(CodeInvalidField, k, "invalid %s: %s is not %s", k, snippet(val), kind))
+			return
+		}
+		switch k {
+		case "insert_id":
+			if t == fastjson.TypeString {
+				b, _ := val.StringBytes()
+				if overLimit(b, v.opt.MaxStringLength) {
+					c.setErr(reject(CodeIDTooLong, k, "insert_id longer than %d characters", v.opt.MaxStringLength))
+					return
+				}
+				c.res.InsertID = string(b)
+			}
+			return
+		case "$skip_user_properties_sync":
+			c.res.HasSkipSync = true
+		}
+		c.walk(k, val, 1)
+	})
+
+	// event_type
+	switch {
+	case evType == nil || evType.Type() == fastjson.TypeNull:
+		return c.res, reject(CodeMissingEventType, "event_type", "missing event_type")
+	case evType.Type() != fastjson.TypeString:
+		return c.res, reject(CodeMissingEventType, "event_type", "invalid event_type: %s is not a string", snippet(evType))
+	}
+	et, _ := evType.StringBytes()
+	if strings.TrimSpace(string(et)) == "" {
+		return c.res, reject(CodeMissingEventType, "event_type", "empty event_type")
+	}
+	if IsReservedEventType(string(et)) {
+		return c.res, reject(CodeReservedEventType, "event_type", "reserved event_type %q", et)
+	}
+	if s, cut := truncate(string(et), v.opt.MaxStringLength); cut {
+		c.res.Truncated++
+		c.res.EventType = s
+	} else {
+		c.res.EventType = s
+	}
+
+	// ids
+	uDesc, uOK, err := c.id("user_id", userID, &c.res.UserID, &c.res.StripUserID)
+	if err != nil {
+		return c.res, err
+	}
+	dDesc, dOK, err := c.id("device_id", deviceID, &c.res.DeviceID, &c.res.StripDeviceID)
+	if err != nil {
+		return c.res, err
+	}
+	if !uOK && !dOK {
+		if uDesc == "no user_id" && dDesc == "no device_id" {
+			return c.res, reject(CodeMissingID, "user_id", "missing user_id and device_id")
+		}
+		field := "user_id"
+		if uDesc == "no user_id" {
+			field = "device_id"
+		}
+		return c.res, reject(CodeMissingID, field, "%s and %s", uDesc, dDesc)
+	}
+
+	// time
+	if err := c.time(tm); err != nil {
+		return c.res, err
+	}
+	if c.fieldErr != nil {
+		return c.res, c.fieldErr
+	}
+	return c.res, nil
+}
+
+// id checks one id field. desc describes why it is unusable ("" when ok).
+func (c *checker) id(name string, val *fastjson.Value, out *string, strip *bool) (desc string, ok bool, err error) {
+	if val == nil || val.Type() == fastjson.TypeNull {
+		return "no " + name, false, nil
+	}
+	if val.Type() != fastjson.TypeString {
+		return "", false, reject(CodeInvalidField, name, "invalid %s: %s is not a string", name, snippet(val))
+	}
+	b, _ := val.StringBytes()
+	if overLimit(b, c.v.opt.MaxStringLength) {
+		return "", false, reject(CodeIDTooLong, name, "%s longer than %d characters", name, c.v.opt.MaxStringLength)
+	}
+	s := string(b)
+	if n := utf8.RuneCountInString(s); n < c.v.opt.MinIDLength {
+		*strip = true
+		if n == 0 {
+			return "empty " + name, false, nil
+		}
+		return fmt.Sprintf("%s too short (%d < %d)", name, n, c.v.opt.MinIDLength), false, nil
+	}
+	if IsBlockedID(s) {
+		*strip = true
+		return fmt.Sprintf("%s %q is blocked", name, s), false, nil
+	}
+	*out = s
+	return "", true, nil
+}
+
+func (c *checker) time(tm *fastjson.Value) error {
+	opt := &c.v.opt
+	if tm == nil || tm.Type() == fastjson.TypeNull {
+		if opt.AllowMissingTime {
+			return nil
+		}
+		return reject(CodeMissingTime, "time", "missing time")
+	}
+	if tm.Type() != fastjson.TypeNumber {
+		return reject(CodeInvalidTime, "time", "invalid time: %s is not integer milliseconds", snippet(tm))
+	}
+	var buf [32]byte
+	raw := tm.MarshalTo(buf[:0])
+	if !IsInteger(raw) {
+		return reject(CodeInvalidTime, "time", "invalid time: %s is not integer milliseconds", raw)
+	}
+	ms, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil {
+		return reject(CodeInvalidTime, "time", "invalid time: %s is out of range", raw)
+	}
+	if ms < 0 {
+		return reject(CodeInvalidTime, "time", "invalid time: %d is negative", ms)
+	}
+	if ms < opt.MinTime {
+		return reject(CodeInvalidTime, "time", "invalid time: %d is before %s (seconds instead of milliseconds?)",
+			ms, time.UnixMilli(opt.MinTime).UTC().Format(time.RFC3339))
+	}
+	if limit := opt.Now().Add(opt.MaxFuture).UnixMilli(); ms > limit {
+		return reject(CodeInvalidTime, "time", "invalid time: %d is more than %s in the future (microseconds instead of milliseconds?)",
+			ms, fmtDuration(opt.MaxFuture))
+	}
+	c.res.Time, c.res.HasTime = ms, true
+	return nil
+}
+
+func fmtDuration(d time.Duration) string {
+	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + " days"
+	}
+	return d.String()
+}
+
+// walk checks nested values: depth, keys per object, string length.
+func (c *checker) walk(key string, val *fastjson.Value, depth int) {
+	if c.fieldErr != nil {
+		return
+	}
+	switch val.Type() {
+	case fastjson.TypeString:
+		b, _ := val.StringBytes()
+		if overLimit(b, c.v.opt.MaxStringLength) {
+			c.res.Truncated++
+		}
+	case fastjson.TypeNumber:
+		var buf [32]byte
+		if raw := val.MarshalTo(buf[:0]); !ValidNumber(raw) {
+			c.setErr(reject(CodeInvalidField, c.pathString(key), "invalid %s: %q is not a valid JSON number", c.pathString(key), raw))
+		}
+	case fastjson.TypeObject:
+		if depth > c.v.opt.MaxDepth {
+			c.setErr(reject(CodeTooDeep, c.pathString(key), "%s is nested deeper than %d levels", c.pathString(key), c.v.opt.MaxDepth))
+			return
+		}
+		o, _ := val.Object()
+		if o.Len() > c.v.opt.MaxKeys {
+			c.setErr(reject(CodeTooManyKeys, c.pathString(key), "%s has %d keys (max %d)", c.pathString(key), o.Len(), c.v.opt.MaxKeys))
+			return
+		}
+		c.path = append(c.path, key)
+		o.Visit(func(k []byte, vv *fastjson.Value) { c.walk(string(k), vv, depth+1) })
+		c.path = c.path[:len(c.path)-1]
+	case fastjson.TypeArray:
+		if depth > c.v.opt.MaxDepth {
+			c.setErr(reject(CodeTooDeep, c.pathString(key), "%s is nested deeper than %d levels", c.pathString(key), c.v.opt.MaxDepth))
+			return
+		}
+		a, _ := val.Array()
+		c.path = append(c.path, key)
+		for i, vv := range a {
+			c.walk(strconv.Itoa(i), vv, depth+1)
+		}
+		c.path = c.path[:len(c.path)-1]
+	}
+}
+
+func kindMatches(k Kind, v *fastjson.Value) bool {
+	switch k {
+	case KindString:
+		return v.Type() == fastjson.TypeString
+	case KindInt:
+		if v.Type() != fastjson.TypeNumber {
+			return false
+		}
+		var buf [32]byte
+		return IsInteger(v.MarshalTo(buf[:0]))
+	case KindFloat:
+		return v.Type() == fastjson.TypeNumber
+	case KindBool:
+		t := v.Type()
+		return t == fastjson.TypeTrue || t == fastjson.TypeFalse
+	case KindObject:
+		return v.Type() == fastjson.TypeObject
+	}
+	return true
+}
+
+// snippet renders v for an error message, shortened to 40 bytes.
+func snippet(v *fastjson.Value) string {
+	var b []byte
+	if v.Type() == fastjson.TypeString {
+		s, _ := v.StringBytes()
+		if len(s) > 40 {
+			s = append(s[:37:37], "..."...)
+		}
+		return strconv.Quote(string(s))
+	}
+	b, _ = AppendValue(b, v)
+	if len(b) > 40 {
+		b = append(b[:37], "..."...)
+	}
+	return string(b)
+}
+
+// AppendEvent appends ev, encoded as compact JSON with the repairs of res
+// applied (stripped ids removed, long strings truncated), to dst.
+func (v *Validator) AppendEvent(dst []byte, ev *fastjson.Value, res *Result) ([]byte, error) {
+	o, err := ev.Object()
+	if err != nil {
+		return dst, reject(CodeInvalidJSON, "", "event is not a JSON object")
+	}
+	limit := 0
+	if res.Truncated > 0 {
+		limit = v.opt.MaxStringLength
+	}
+	dst = append(dst, '{')
+	first := true
+	o.Visit(func(kb []byte, val *fastjson.Value) {
+		if err != nil {
+			return
+		}
+		k := string(kb)
+		if (res.StripUserID && k == "user_id") || (res.StripDeviceID && k == "device_id") {
+			return
+		}
+		if !first {
+			dst = append(dst, ',')
+		}
+		first = false
+		dst = AppendString(dst, k)
+		dst = append(dst, ':')
+		dst, err = appendValue(dst, val, limit)
+	})
+	if err != nil {
+		return dst, reject(CodeInvalidField, "", "%v", err)
+	}
+	return append(dst, '}'), nil
+}
+
+// Event validates one raw JSON event. It returns data itself when the event
+// needs no repair, or a repaired copy.
+func (v *Validator) Event(data []byte) ([]byte, Result, error) {
+	if err := fastjson.ValidateBytes(data); err != nil {
+		return nil, Result{}, reject(CodeInvalidJSON, "", "invalid JSON: %v", err)
+	}
+	var p fastjson.Parser
+	ev, err := p.ParseBytes(data)
+	if err != nil {
+		return nil, Result{}, reject(CodeInvalidJSON, "", "invalid JSON: %v", err)
+	}
+	res, err := v.Check(ev)
+	if err != nil {
+		return nil, res, err
+	}
+	if !res.Changed() {
+		return data, res, nil
+	}
+	out, err := v.AppendEvent(nil, ev, &res)
+	return out, res, err
+}
