@@ -29,10 +29,18 @@ type Options struct {
 	// and the minimum gap between two requests that are not full, so that a
 	// lane whose other devices are paced does not send a request per event.
 	Linger time.Duration
-	// MaxQueued and MaxQueuedBytes bound what the lane buffers; Push reports
-	// false above them and the caller waits on Space.
+	// MaxQueued and MaxQueuedBytes bound what the lane holds in memory.
+	// Above them, Push moves the backlog of the lane's biggest device queue
+	// to a spill file (a hot device waiting for budget must not block the
+	// cold ones behind it); when no queue is big enough to spill, Push
+	// reports false and the caller waits on Space.
 	MaxQueued      int
 	MaxQueuedBytes int
+	// SpillDir is where spill files go; default os.TempDir(). Files are
+	// unlinked at creation, so nothing is left behind.
+	SpillDir string
+	// NoSpill turns spilling off: a full lane always reports false.
+	NoSpill bool
 }
 
 func (o *Options) defaults() {
@@ -70,8 +78,10 @@ type Lane struct {
 	queues      map[string]*queue
 	active      []*queue
 	rr          int
-	queued      int
+	queued      int // events in memory
 	queuedBytes int
+	spilled     int // events in spill files
+	spillErr    error
 	oldest      time.Time
 	nextSend    time.Time
 	closed      bool
@@ -86,7 +96,8 @@ type queue struct {
 	key  string
 	evs  []backfill.Event
 	head int
-	idx  int // position in Lane.active
+	idx  int    // position in Lane.active
+	sp   *spill // overflow on disk, after evs; nil when none
 }
 
 func (q *queue) len() int { return len(q.evs) - q.head }
@@ -129,16 +140,104 @@ func (l *Lane) Ready() <-chan struct{} { return l.ready }
 // more.
 func (l *Lane) Space() <-chan struct{} { return l.space }
 
-// Push queues ev at the back of its device queue. It returns false, queuing
-// nothing, when the lane is full; an empty lane always accepts.
+// Push queues ev at the back of its device queue. When the lane's memory is
+// full it spills the backlog of its biggest device queue to disk; it returns
+// false, queuing nothing, only when nothing can be spilled. An empty lane
+// always accepts.
 func (l *Lane) Push(ev backfill.Event, now time.Time) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.queued > 0 && (l.queued >= l.opts.MaxQueued || l.queuedBytes >= l.opts.MaxQueuedBytes) {
+	if l.spillErr != nil {
 		return false
 	}
-	l.add(ev, now, false)
+	if l.queued > 0 && (l.queued >= l.opts.MaxQueued || l.queuedBytes >= l.opts.MaxQueuedBytes) {
+		if q := l.queues[Key(&ev)]; (q == nil || q.sp == nil) && !l.makeRoom() {
+			return false
+		}
+	}
+	if q := l.queues[Key(&ev)]; q != nil && q.sp != nil {
+		// The device is spilling: its newer events follow the file.
+		if err := q.sp.push(&ev); err != nil {
+			l.spillErr = err
+			return false
+		}
+		l.spilled++
+	} else {
+		l.add(ev, now, false)
+	}
 	signal(l.ready)
+	return true
+}
+
+// spillMin is the least backlog of one device worth moving to disk.
+func (l *Lane) spillMin() int { return max(l.opts.MaxEvents/2, 1) }
+
+// makeRoom moves the in-memory backlog of the biggest device queue (beyond
+// what one request takes) to its spill file. It reports whether memory was
+// freed. Called with l.mu held.
+func (l *Lane) makeRoom() bool {
+	if l.opts.NoSpill || l.spillErr != nil {
+		return false
+	}
+	var big *queue
+	for _, q := range l.active {
+		if big == nil || q.len() > big.len() {
+			big = q
+		}
+	}
+	keep := l.spillMin()
+	if big == nil || big.len()-keep < l.spillMin() {
+		return false
+	}
+	if big.sp == nil {
+		sp, err := newSpill(l.opts.SpillDir)
+		if err != nil {
+			l.spillErr = err
+			return false
+		}
+		big.sp = sp
+	}
+	// The spill file must hold events in order after the memory part, so
+	// the tail goes to a fresh file ahead of what it already holds.
+	tail := big.evs[big.head+keep:]
+	old := big.sp
+	fresh, err := newSpill(l.opts.SpillDir)
+	if err != nil {
+		l.spillErr = err
+		return false
+	}
+	for i := range tail {
+		if err := fresh.push(&tail[i]); err != nil {
+			l.spillErr = err
+			fresh.close()
+			return false
+		}
+	}
+	if old.n > 0 {
+		rest, err := old.read(old.n, 1<<62)
+		if err != nil {
+			l.spillErr = err
+			fresh.close()
+			return false
+		}
+		for i := range rest {
+			if err := fresh.push(&rest[i]); err != nil {
+				l.spillErr = err
+				fresh.close()
+				return false
+			}
+		}
+	}
+	old.close()
+	big.sp = fresh
+	for i := range tail {
+		l.queuedBytes -= len(tail[i].Raw)
+		tail[i] = backfill.Event{}
+	}
+	l.queued -= len(tail)
+	l.spilled += len(tail)
+	big.evs = big.evs[:big.head+keep]
+	signal(l.space)
 	return true
 }
 
@@ -191,11 +290,49 @@ func (l *Lane) Close() {
 	signal(l.ready)
 }
 
-// Len returns the number of queued events.
+// Len returns the number of queued events, in memory and spilled.
 func (l *Lane) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.queued
+	return l.queued + l.spilled
+}
+
+// Spilled returns the number of events in spill files.
+func (l *Lane) Spilled() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.spilled
+}
+
+// Err returns the first spill error: a spill file could not be written or
+// read back. The lane then refuses pushes and the pipeline must stop; the
+// events it could not keep are unsettled, so the checkpoint still holds
+// them and a later run reads them again.
+func (l *Lane) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.spillErr
+}
+
+// refill reads the next slice of q's spill file into memory. Called with
+// l.mu held and q's memory part empty.
+func (l *Lane) refill(q *queue) {
+	evs, err := q.sp.read(l.opts.MaxEvents, l.opts.MaxBytes)
+	if err != nil && l.spillErr == nil {
+		l.spillErr = err
+	}
+	if len(evs) == 0 || q.sp.n == 0 || err != nil {
+		l.spilled -= q.sp.n
+		q.sp.close()
+		q.sp = nil
+	}
+	l.spilled -= len(evs)
+	q.evs = append(q.evs[:0], evs...)
+	q.head = 0
+	for i := range evs {
+		l.queued++
+		l.queuedBytes += len(evs[i].Raw)
+	}
 }
 
 // Batch is the result of Next.
@@ -218,16 +355,16 @@ type Batch struct {
 func (l *Lane) Next(now time.Time) Batch {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.queued == 0 {
+	if l.queued+l.spilled == 0 {
 		return Batch{Closed: l.closed}
 	}
-	if !l.closed && l.queued < l.opts.MaxEvents {
+	if !l.closed && l.queued+l.spilled < l.opts.MaxEvents {
 		if age := now.Sub(l.oldest); age < l.opts.Linger {
-			return Batch{Wait: l.opts.Linger - age, Queued: l.queued}
+			return Batch{Wait: l.opts.Linger - age, Queued: l.queued + l.spilled}
 		}
 	}
 	if now.Before(l.nextSend) {
-		return Batch{Wait: l.nextSend.Sub(now), Queued: l.queued, Closed: l.closed}
+		return Batch{Wait: l.nextSend.Sub(now), Queued: l.queued + l.spilled, Closed: l.closed}
 	}
 
 	b := l.budget
@@ -253,7 +390,13 @@ func (l *Lane) Next(now time.Time) Batch {
 			l.rr = 0
 		}
 		q := l.active[l.rr]
-		for q.len() > 0 {
+		for q.len() > 0 || q.sp != nil {
+			if q.len() == 0 {
+				l.refill(q)
+				if q.len() == 0 {
+					break
+				}
+			}
 			ev := &q.evs[q.head]
 			if w := l.blocked(ev, now, sec); w > 0 {
 				if wait == 0 || w < wait {
@@ -286,7 +429,7 @@ func (l *Lane) Next(now time.Time) Batch {
 				break
 			}
 		}
-		if q.len() == 0 {
+		if q.len() == 0 && q.sp == nil {
 			l.remove(q)
 			// l.rr now holds the queue swapped into q's place.
 		} else {
@@ -311,12 +454,12 @@ func (l *Lane) Next(now time.Time) Batch {
 			l.oldest = now
 		}
 		signal(l.space)
-		return Batch{Events: out, Queued: l.queued, Closed: l.closed}
+		return Batch{Events: out, Queued: l.queued + l.spilled, Closed: l.closed}
 	}
 	if wait <= 0 {
 		wait = time.Second
 	}
-	return Batch{Wait: wait, Queued: l.queued, Closed: l.closed}
+	return Batch{Wait: wait, Queued: l.queued + l.spilled, Closed: l.closed}
 }
 
 // blocked returns 0 when ev may be added to the batch being packed, or how

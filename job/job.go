@@ -25,6 +25,7 @@ import (
 	"gocloud.dev/blob"
 
 	"github.com/backfillhq/backfill/checkpoint"
+	"github.com/backfillhq/backfill/chunker"
 	"github.com/backfillhq/backfill/deadletter"
 	"github.com/backfillhq/backfill/mapping"
 	"github.com/backfillhq/backfill/pipeline"
@@ -317,21 +318,28 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 		cfg.OnStart(plan.Objects, plan.Bytes)
 	}
 
+	eps, httpEPS := cfg.EPS, cfg.HTTPEPS
+	if shardCount > 1 {
+		// Shards split the objects, so any id may appear in every shard:
+		// each paces ids at 1/COUNT of the rate, together staying within it.
+		eps, httpEPS = shardRate(eps, chunker.DefaultEPS, shardCount), shardRate(httpEPS, pipeline.DefaultHTTPEPS, shardCount)
+		log.Info("sharded run: pacing each id at 1/COUNT of the rate", "shard", cfg.Shard, "eps", eps, "http_eps", httpEPS)
+	}
 	stats := cfg.Stats
 	if stats == nil {
 		stats = new(pipeline.Stats)
 	}
 	objs, runErr := pipeline.Run(hard, soft, pipeline.Config{
-		Lanes:      cfg.Lanes,
-		EPS:        cfg.EPS,
-		HTTPEPS:    cfg.HTTPEPS,
-		BatchSize:  cfg.BatchSize,
-		Overhead:   client.Overhead(),
-		Linger:     cfg.Linger,
-		MapWorkers: cfg.MapWorkers,
-		WaitParked: cfg.WaitParked,
-		FailFast:   cfg.FailFast,
-		Logger:     log,
+		Lanes:           cfg.Lanes,
+		EPS:             eps,
+		HTTPEPS:         httpEPS,
+		BatchSize:       cfg.BatchSize,
+		Overhead:        client.Overhead(),
+		Linger:          cfg.Linger,
+		MapWorkers:      cfg.MapWorkers,
+		WaitParked:      cfg.WaitParked,
+		FailFast:        cfg.FailFast,
+		Logger:          log,
 		CheckpointEvery: cfg.CheckpointEvery,
 	}, pipeline.Deps{
 		Objects:    plan.Lister(hard, rd),
@@ -380,6 +388,18 @@ func newMapper(cfg *Config) (*mapping.Mapper, error) {
 		opts.Spec = spec
 	}
 	return mapping.New(opts)
+}
+
+// shardRate returns the pace of one shard of n: rate/n, at least 1; an
+// unpaced rate (< 0) stays unpaced.
+func shardRate(rate, def, n int) int {
+	if rate == 0 {
+		rate = def
+	}
+	if rate < 0 {
+		return rate
+	}
+	return max(1, rate/n)
 }
 
 // ParseShard parses "i/n" (0-based i). "" means unsharded (0, 1).

@@ -24,11 +24,11 @@ const ReportSchemaVersion = 1
 
 // Status values of a report.
 const (
-	StatusComplete     = "complete"
-	StatusRejected     = "complete_with_rejections"
-	StatusFailed       = "failed"
-	StatusInterrupted  = "interrupted"
-	StatusIncomplete   = "incomplete"
+	StatusComplete    = "complete"
+	StatusRejected    = "complete_with_rejections"
+	StatusFailed      = "failed"
+	StatusInterrupted = "interrupted"
+	StatusIncomplete  = "incomplete"
 )
 
 // Report is the outcome of a job, cumulative over all its runs (resumes).
@@ -49,9 +49,9 @@ type Report struct {
 	Retries         int64 `json:"retries"`
 	BytesSent       int64 `json:"bytes_sent"`
 
-	DurationSeconds float64 `json:"duration_seconds"` // this run
-	JobSeconds      float64 `json:"job_seconds"`      // since the job's first run
-	Runs            int     `json:"runs"`
+	DurationSeconds float64   `json:"duration_seconds"` // this run
+	JobSeconds      float64   `json:"job_seconds"`      // since the job's first run
+	Runs            int       `json:"runs"`
 	StartedAt       time.Time `json:"started_at"`
 	FinishedAt      time.Time `json:"finished_at"`
 
@@ -60,9 +60,9 @@ type Report struct {
 	ObjectsFailed  int `json:"objects_failed"`
 	ObjectsSkipped int `json:"objects_skipped"` // complete in an earlier run
 
-	Objects          []ObjectReport `json:"objects"`
+	Objects          []ObjectReport         `json:"objects"`
 	Routes           map[string]RouteReport `json:"routes"`
-	RejectionReasons []ReasonCount  `json:"rejection_reasons"`
+	RejectionReasons []ReasonCount          `json:"rejection_reasons"`
 
 	// This run only (a resumed job's totals above include earlier runs).
 	Run RunReport `json:"run"`

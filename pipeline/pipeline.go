@@ -117,6 +117,9 @@ type Config struct {
 	ParkFor time.Duration
 	// FailFast ends the run at the first object-level error.
 	FailFast bool
+	// SpillDir is where lanes spill the backlog of hot devices; default
+	// os.TempDir().
+	SpillDir string
 	// Logger receives progress and problems; default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock for pacing; default time.Now.
@@ -285,6 +288,7 @@ func (r *run) run(hard, soft context.Context) ([]ObjectStat, error) {
 				MaxBytes:  maxBytes,
 				Overhead:  cfg.Overhead,
 				Linger:    cfg.Linger,
+				SpillDir:  cfg.SpillDir,
 			}))
 		}
 	}
@@ -609,6 +613,9 @@ func (r *run) dispatch(ctx context.Context, ordered <-chan *mapJob) error {
 			l := lanes[r.laneOf(&ev, len(lanes))]
 			r.pending.Add(1)
 			for !l.Push(ev, r.cfg.Now()) {
+				if err := l.Err(); err != nil {
+					return fmt.Errorf("lane: %w", err)
+				}
 				select {
 				case <-l.Space():
 				case <-time.After(100 * time.Millisecond):
@@ -678,6 +685,9 @@ func (r *run) lane(hard, readCtx context.Context, route backfill.Route, l *chunk
 			return nil
 		}
 		b := l.Next(r.cfg.Now())
+		if err := l.Err(); err != nil {
+			return fmt.Errorf("lane: %w", err)
+		}
 		if len(b.Events) > 0 {
 			if err := r.sendBatch(hard, route, l, b.Events); err != nil {
 				return err
