@@ -51,6 +51,9 @@ type Owner struct {
 }
 
 func (o Owner) String() string {
+	if o.ID == "" {
+		return "another process"
+	}
 	return fmt.Sprintf("pid %d on %s (id %s, since %s)", o.PID, o.Host, o.ID, o.Started.UTC().Format(time.RFC3339))
 }
 

@@ -65,6 +65,9 @@ type Options struct {
 // Bucket (s3://, gs://, azblob://, mem:// ...): each Save copies StateFile
 // to PrevFile and writes StateFile as one whole object, which object
 // stores publish atomically.
+//
+// A Store is meant to be used by one goroutine (the pipeline's checkpoint
+// saver); Lock keeps other processes away.
 type Store struct {
 	name  string
 	where string

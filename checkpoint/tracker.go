@@ -381,3 +381,15 @@ func addRange(rs [][2]int64, x int64) [][2]int64 {
 		return slices.Insert(rs, i, [2]int64{x, x + 1})
 	}
 }
+
+// Fingerprint returns the fingerprint recorded for object and whether the
+// tracker knows the object (from the loaded state or this run).
+func (t *Tracker) Fingerprint(object string) (string, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tr := t.objs[object]
+	if tr == nil {
+		return "", false
+	}
+	return tr.obj.Fingerprint, true
+}

@@ -274,6 +274,12 @@ func TestTrackerBegin(t *testing.T) {
 			if o.Error != "" {
 				t.Fatalf("Error=%q after Begin, want cleared", o.Error)
 			}
+			if fp, ok := tr.Fingerprint(tt.object); !ok || (tt.fp != "" && fp != tt.fp) {
+				t.Fatalf("Fingerprint=%q,%v after Begin with %q", fp, ok, tt.fp)
+			}
+			if _, ok := tr.Fingerprint("nope"); ok {
+				t.Fatal("Fingerprint of an unknown object: ok")
+			}
 			if tt.name == "Changed" && (o.Watermark != 0 || tr.Skip("a", 0)) {
 				t.Fatalf("changed object kept its progress: %+v", o)
 			}

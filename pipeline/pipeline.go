@@ -117,6 +117,11 @@ type Config struct {
 	ParkFor time.Duration
 	// FailFast ends the run at the first object-level error.
 	FailFast bool
+	// Reprocess re-reads objects whose content changed since they were
+	// checkpointed, from their first record. Without it such an object is
+	// reported as failed and left alone, so old and new content are never
+	// mixed.
+	Reprocess bool
 	// SpillDir is where lanes spill the backlog of hot devices; default
 	// os.TempDir().
 	SpillDir string
@@ -448,6 +453,21 @@ func send[T any](ctx context.Context, ch chan<- T, v T) error {
 
 func (r *run) readObject(ctx context.Context, obj Object, jobs, ordered chan<- *mapJob) error {
 	tr := r.deps.Tracker
+	if old, ok := tr.Fingerprint(obj.URL); ok && !r.cfg.Reprocess && old != "" && obj.Fingerprint != "" && old != obj.Fingerprint {
+		err := fmt.Errorf("changed since it was checkpointed (was %s, now %s); left alone so old and new content are not mixed: rerun with --force to send it again from its first record (events already sent keep their insert_ids, so Amplitude drops them as duplicates within 7 days)", old, obj.Fingerprint)
+		r.mu.Lock()
+		r.objIdx[obj.URL] = len(r.objects)
+		r.objects = append(r.objects, ObjectStat{URL: obj.URL, Route: obj.Route, Err: err.Error(), Started: time.Now(), Finished: time.Now()})
+		r.mu.Unlock()
+		tr.Fail(obj.URL, err)
+		r.stats.ObjectsFailed.Add(1)
+		r.stats.bytesDone.Add(obj.Size)
+		r.log.Error("object changed since it was checkpointed", "object", obj.URL, "was", old, "now", obj.Fingerprint)
+		if r.cfg.FailFast {
+			return fmt.Errorf("%s: %w", obj.URL, err)
+		}
+		return nil
+	}
 	start := tr.Begin(obj.URL, obj.Fingerprint)
 	r.mu.Lock()
 	r.objIdx[obj.URL] = len(r.objects)
@@ -594,16 +614,27 @@ func (r *run) dispatch(ctx context.Context, ordered <-chan *mapJob) error {
 		}
 		for i := range j.recs {
 			if err := j.errs[i]; err != nil {
-				var recErr *backfill.RecordError
-				stage, reason, raw := deadletter.StageMap, err.Error(), j.recs[i].Data
+				var (
+					recErr *backfill.RecordError
+					mapErr *mapping.Error
+				)
+				stage, reason, raw, insertID := deadletter.StageMap, err.Error(), j.recs[i].Data, ""
 				if errors.As(err, &recErr) {
 					reason = recErr.Reason
 					stage = deadletter.StageValidate
+					if len(recErr.Raw) > 0 {
+						// For a re-fed dead-letter entry this is the inner
+						// record, so entries never nest.
+						raw = recErr.Raw
+					}
+				}
+				if errors.As(err, &mapErr) {
+					insertID = mapErr.InsertID
 				}
 				if errors.Is(err, mapping.ErrFiltered) {
 					stage = deadletter.StageFilter
 				}
-				if err := r.reject(j.recs[i].Pos, stage, reason, 0, "", raw); err != nil {
+				if err := r.reject(j.recs[i].Pos, stage, reason, 0, insertID, raw); err != nil {
 					return err
 				}
 				continue

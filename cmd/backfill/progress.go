@@ -17,13 +17,11 @@ import (
 	"github.com/backfillhq/backfill/pipeline"
 )
 
-// plainEvery is the interval of progress log lines off a terminal.
-var plainEvery = 10 * time.Second
-
 // progress shows a run's progress: a bar on a terminal, a structured log
 // line every plainEvery otherwise, or nothing.
 type progress struct {
-	mode  string // bar, plain, none
+	mode  string        // bar, plain, none
+	every time.Duration // interval of plain log lines
 	w     io.Writer
 	stats *pipeline.Stats
 	log   *slog.Logger
@@ -81,7 +79,10 @@ func (p *progress) loop() {
 	defer close(p.done)
 	every := 200 * time.Millisecond
 	if p.mode == "plain" {
-		every = plainEvery
+		every = p.every
+		if every <= 0 {
+			every = 10 * time.Second
+		}
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()

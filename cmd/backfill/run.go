@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/backfillhq/backfill/checkpoint"
 	"github.com/backfillhq/backfill/chunker"
 	"github.com/backfillhq/backfill/job"
 	"github.com/backfillhq/backfill/pipeline"
@@ -53,10 +54,14 @@ type jobFlags struct {
 	deadLetter      string
 	report          string
 	force           bool
+	lockTTL         time.Duration
+	lockWait        time.Duration
+	allowRejected   bool
 	failFast        bool
 	dryRun          bool
 	// output
 	progress  string
+	progEvery time.Duration
 	quiet     bool
 	logFormat string
 	logLevel  string
@@ -96,9 +101,13 @@ func (f *jobFlags) register(fs *flag.FlagSet, sending bool) {
 	fs.StringVar(&f.deadLetter, "dead-letter", "", "dead-letter `file` for rejected records (default: dead-letter.jsonl in the checkpoint directory)")
 	fs.StringVar(&f.report, "report", "", "write the JSON report to this `file` (default: report.json in the checkpoint directory)")
 	fs.BoolVar(&f.force, "force", false, "resume although the configuration changed, take over a lock, or truncate an unaccounted dead-letter file")
+	fs.DurationVar(&f.lockTTL, "lock-ttl", 0, "a bucket checkpoint's lock goes stale, and is taken over, after this `duration` without a heartbeat (one per checkpoint save; default "+checkpoint.DefaultLockTTL.String()+")")
+	fs.DurationVar(&f.lockWait, "lock-wait", 0, "wait up to this `duration` for a checkpoint lock held by another run to be released or go stale, instead of failing at once (e.g. a replacement Kubernetes pod)")
+	fs.BoolVar(&f.allowRejected, "allow-rejected", false, "exit 0, not 3, when the job completes with rejected records (for schedulers such as Kubernetes Jobs that retry any other exit code)")
 	fs.BoolVar(&f.failFast, "fail-fast", false, "stop at the first object that cannot be read (default: report it and go on)")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "list the objects and their routes, then exit without sending")
 	fs.StringVar(&f.progress, "progress", "auto", "progress `mode`: auto (a bar on a terminal, log lines otherwise), bar, plain or none")
+	fs.DurationVar(&f.progEvery, "progress-interval", 10*time.Second, "interval between progress log lines when not on a terminal (--progress plain)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress output and no summary; errors only")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
@@ -133,6 +142,8 @@ func (f *jobFlags) config(sources []string, env *environ, stderr io.Writer) (job
 		DeadLetter:             f.deadLetter,
 		ReportFile:             f.report,
 		Force:                  f.force,
+		LockTTL:                f.lockTTL,
+		LockWait:               f.lockWait,
 		FailFast:               f.failFast,
 	}
 	if f.delimiter != "" {
@@ -275,6 +286,7 @@ func execute(hard, soft context.Context, cfg job.Config, f *jobFlags, log *slog.
 	stats := new(pipeline.Stats)
 	cfg.Stats = stats
 	prog := newProgress(f.progress, f.quiet, stderr, stats, log)
+	prog.every = f.progEvery
 	cfg.OnStart = prog.start
 	if f.metrics != "" {
 		stop, err := serveMetrics(f.metrics, stats, log)
@@ -295,6 +307,9 @@ func execute(hard, soft context.Context, cfg job.Config, f *jobFlags, log *slog.
 	case job.StatusComplete:
 		return nil
 	case job.StatusRejected:
+		if f.allowRejected {
+			return nil
+		}
 		return job.ErrRejected
 	case job.StatusInterrupted:
 		fmt.Fprintln(stderr, "interrupted: the checkpoint is saved; run the same command again to resume")

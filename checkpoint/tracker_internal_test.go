@@ -1,0 +1,42 @@
+package checkpoint
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/backfillhq/backfill"
+)
+
+// TestTrackerMemoryBounded checks the per-record memory: only records read
+// and not settled are remembered, and nothing once the object is done.
+func TestTrackerMemoryBounded(t *testing.T) {
+	const n, window = 5000, 32
+	rng := rand.New(rand.NewPCG(1, 2))
+	tr := NewTracker(nil)
+	p := func(r int64) backfill.Position { return backfill.Position{Object: "o", Record: r, Offset: r} }
+	var inflight []int64
+	maxRanges := 0
+	for next := int64(0); next < n || len(inflight) > 0; {
+		for len(inflight) < window && next < n {
+			tr.Read(p(next))
+			inflight = append(inflight, next)
+			next++
+		}
+		i := rng.IntN(len(inflight))
+		tr.Settle(p(inflight[i]), Accepted)
+		inflight[i] = inflight[len(inflight)-1]
+		inflight = inflight[:len(inflight)-1]
+		ot := tr.objs["o"]
+		if got := len(ot.inflight); got != len(inflight) {
+			t.Fatalf("tracker remembers %d records, %d in flight", got, len(inflight))
+		}
+		maxRanges = max(maxRanges, len(ot.obj.Settled))
+	}
+	if maxRanges > window {
+		t.Fatalf("up to %d ranges with a window of %d", maxRanges, window)
+	}
+	tr.EOF("o", n)
+	if ot := tr.objs["o"]; !ot.obj.Done || ot.inflight != nil {
+		t.Fatalf("done=%v inflight=%v", ot.obj.Done, ot.inflight)
+	}
+}
