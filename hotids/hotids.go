@@ -1,18 +1,14 @@
 // Package hotids finds the ids that carry the most events, in bounded
-// memory, and estimates how many distinct ids a stream holds.
+// memory.
 //
 // Counter is lossy counting (Manku and Motwani, 2002): every id whose true
 // count exceeds Epsilon·N is kept, and its kept count undercounts by at most
 // Epsilon·N, where N is the number of events added. Memory is
 // O(1/Epsilon · log(Epsilon·N)) entries whatever the number of distinct ids.
-// Distinct is a HyperLogLog with 2^14 registers (about 0.8% standard error
-// in 16 KiB).
 package hotids
 
 import (
-	"hash/maphash"
 	"math"
-	"math/bits"
 	"sort"
 )
 
@@ -25,7 +21,6 @@ type Counter struct {
 	width int64 // bucket width, 1/epsilon
 	n     int64
 	m     map[string]entry
-	hll   hll
 }
 
 type entry struct{ count, delta int64 }
@@ -35,7 +30,7 @@ func New(epsilon float64) *Counter {
 	if epsilon <= 0 {
 		epsilon = DefaultEpsilon
 	}
-	return &Counter{width: int64(math.Ceil(1 / epsilon)), m: make(map[string]entry), hll: newHLL()}
+	return &Counter{width: int64(math.Ceil(1 / epsilon)), m: make(map[string]entry)}
 }
 
 // Add counts one event of id. Empty ids are ignored.
@@ -44,7 +39,6 @@ func (c *Counter) Add(id string) {
 		return
 	}
 	c.n++
-	c.hll.add(id)
 	bucket := (c.n + c.width - 1) / c.width
 	if e, ok := c.m[id]; ok {
 		e.count++
@@ -63,9 +57,6 @@ func (c *Counter) Add(id string) {
 
 // Total returns the number of events added.
 func (c *Counter) Total() int64 { return c.n }
-
-// Distinct estimates the number of distinct ids added.
-func (c *Counter) Distinct() int64 { return c.hll.estimate() }
 
 // IDCount is an id and its (possibly under-) counted events.
 type IDCount struct {
@@ -99,40 +90,4 @@ func (c *Counter) Max() int64 {
 		m = max(m, e.count)
 	}
 	return m
-}
-
-const hllP = 14
-
-type hll struct {
-	seed maphash.Seed
-	reg  []uint8
-}
-
-func newHLL() hll { return hll{seed: maphash.MakeSeed(), reg: make([]uint8, 1<<hllP)} }
-
-func (h *hll) add(s string) {
-	x := maphash.String(h.seed, s)
-	idx := x >> (64 - hllP)
-	rank := uint8(bits.LeadingZeros64(x<<hllP|1<<(hllP-1)) + 1)
-	if rank > h.reg[idx] {
-		h.reg[idx] = rank
-	}
-}
-
-func (h *hll) estimate() int64 {
-	m := float64(len(h.reg))
-	var sum float64
-	zeros := 0
-	for _, r := range h.reg {
-		sum += math.Ldexp(1, -int(r))
-		if r == 0 {
-			zeros++
-		}
-	}
-	alpha := 0.7213 / (1 + 1.079/m)
-	e := alpha * m * m / sum
-	if e <= 2.5*m && zeros > 0 {
-		e = m * math.Log(m/float64(zeros))
-	}
-	return int64(e + 0.5)
 }

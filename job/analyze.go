@@ -5,33 +5,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
-	"sort"
-	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/backfillhq/backfill"
+	"github.com/backfillhq/backfill/chunker"
 	"github.com/backfillhq/backfill/hotids"
-	"github.com/backfillhq/backfill/pipeline"
+	"github.com/backfillhq/backfill/mapping"
 	"github.com/backfillhq/backfill/reader"
 )
 
 // Analysis is what `backfill plan` and `backfill validate` learn by reading
-// every record without sending anything. Memory stays bounded: ids are
-// counted with hotids.
+// every record without sending anything. Memory stays bounded: the summary
+// estimates distinct ids and hotids keeps only the heavy hitters.
 type Analysis struct {
 	Plan     *PlanResult
-	Records  int64
-	Valid    int64
-	Invalid  int64
-	Reasons  map[string]int64
-	Samples  []Sample
-	First    []string // the first mapped events, as sent
-	MinTime  int64
-	MaxTime  int64
-	Devices  int64 // distinct, estimated
-	Users    int64 // distinct, estimated
+	Summary  *mapping.Summary
 	HotDevs  []hotids.IDCount
 	HotUsers []hotids.IDCount
 	Failed   []Sample // objects that could not be read
@@ -49,12 +38,6 @@ type Sample struct {
 	Where  string
 	Reason string
 }
-
-const (
-	maxSamples = 10
-	maxReasons = 200
-	maxFirst   = 3
-)
 
 // LowerBound returns the least time in which n events of one id can be sent
 // at eps events/s averaged over Amplitude's 30 s window.
@@ -92,27 +75,11 @@ func Analyze(ctx context.Context, cfg Config) (*Analysis, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Analysis{Plan: plan, Reasons: map[string]int64{}, MinTime: math.MaxInt64, ByRoute: map[backfill.Route]int64{}}
-	a.EPS = cfg.EPS
+	a := &Analysis{Plan: plan, Summary: &mapping.Summary{}, ByRoute: map[backfill.Route]int64{}, EPS: cfg.EPS}
 	if a.EPS == 0 {
-		a.EPS = 300
+		a.EPS = chunker.DefaultEPS
 	}
 	devs, users := hotids.New(0), hotids.New(0)
-	reject := func(where, reason string) {
-		a.Invalid++
-		key := reason
-		if i := strings.IndexAny(key, ":("); i > 0 && len(a.Reasons) >= maxReasons/2 {
-			key = key[:i]
-		}
-		if _, ok := a.Reasons[key]; ok || len(a.Reasons) < maxReasons {
-			a.Reasons[key]++
-		} else {
-			a.Reasons["(other reasons)"]++
-		}
-		if len(a.Samples) < maxSamples {
-			a.Samples = append(a.Samples, Sample{where, reason})
-		}
-	}
 	ls := plan.Lister(ctx, rd)
 	for {
 		obj, err := ls.Next(ctx)
@@ -134,66 +101,56 @@ func Analyze(ctx context.Context, cfg Config) (*Analysis, error) {
 			}
 			var recErr *backfill.RecordError
 			if errors.As(err, &recErr) {
-				a.Records++
-				reject(recErr.Pos.String(), recErr.Reason)
+				a.Summary.Add(backfill.Event{}, err)
 				continue
 			}
 			if err != nil {
 				a.Failed = append(a.Failed, Sample{obj.URL, err.Error()})
 				break
 			}
-			a.Records++
 			ev, err := mapper.Map(rec)
+			a.Summary.Add(ev, err)
 			if err != nil {
-				reason := err.Error()
-				if errors.As(err, &recErr) {
-					reason = recErr.Reason
-				}
-				reject(rec.Pos.String(), reason)
 				continue
 			}
-			a.Valid++
 			a.ByRoute[obj.Route]++
 			devs.Add(ev.DeviceID)
 			users.Add(ev.UserID)
-			if ev.Time != 0 {
-				a.MinTime = min(a.MinTime, ev.Time)
-				a.MaxTime = max(a.MaxTime, ev.Time)
-			}
-			if len(a.First) < maxFirst {
-				a.First = append(a.First, string(ev.Raw))
-			}
 		}
 		dec.Close()
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 	}
-	if a.MinTime == math.MaxInt64 {
-		a.MinTime = 0
-	}
-	a.Devices, a.Users = devs.Distinct(), users.Distinct()
 	a.HotDevs, a.HotUsers = devs.Top(5), users.Top(5)
+	var hottest int64
 	for _, top := range [][]hotids.IDCount{a.HotDevs, a.HotUsers} {
-		if len(top) > 0 {
-			if lb := LowerBound(top[0].Count, a.EPS); lb >= a.LowerBound {
-				a.LowerBound, a.HottestID = lb, top[0].ID
-			}
+		if len(top) > 0 && top[0].Count > hottest {
+			hottest, a.HottestID = top[0].Count, top[0].ID
 		}
 	}
+	a.LowerBound = LowerBound(hottest, a.EPS)
 	return a, nil
+}
+
+// Invalid returns the number of records that would be dead-lettered.
+func (a *Analysis) Invalid() int64 {
+	_, _, filtered, rejected := a.Summary.Counts()
+	return filtered + rejected
 }
 
 // WriteText prints the analysis for humans. validate selects the
 // validation-oriented layout.
 func (a *Analysis) WriteText(w io.Writer, validate bool) {
 	p := a.Plan
-	fmt.Fprintf(w, "objects:  %d (%s)\n", p.Objects, humanBytes(p.Bytes))
-	fmt.Fprintf(w, "records:  %d read, %d valid, %d invalid\n", a.Records, a.Valid, a.Invalid)
-	if a.MinTime > 0 {
-		fmt.Fprintf(w, "time:     %s .. %s\n", time.UnixMilli(a.MinTime).UTC().Format(time.RFC3339), time.UnixMilli(a.MaxTime).UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "objects:   %d (%s)\n", p.Objects, humanBytes(p.Bytes))
+	a.Summary.WriteText(w)
+	for _, f := range a.Failed {
+		fmt.Fprintf(w, "unreadable: %s: %s\n", f.Where, f.Reason)
 	}
-	fmt.Fprintf(w, "ids:      about %d distinct devices, %d distinct users\n", a.Devices, a.Users)
+	if validate {
+		return
+	}
 	if len(a.HotDevs) > 0 || len(a.HotUsers) > 0 {
 		fmt.Fprintln(w, "hottest ids:")
 		for _, c := range a.HotDevs {
@@ -203,38 +160,7 @@ func (a *Analysis) WriteText(w io.Writer, validate bool) {
 			fmt.Fprintf(w, "  user   %-40s %d events\n", c.ID, c.Count)
 		}
 	}
-	if len(a.Reasons) > 0 {
-		fmt.Fprintln(w, "invalid records by reason:")
-		type rc struct {
-			r string
-			n int64
-		}
-		var rs []rc
-		for r, n := range a.Reasons {
-			rs = append(rs, rc{r, n})
-		}
-		sort.Slice(rs, func(i, j int) bool { return rs[i].n > rs[j].n || rs[i].n == rs[j].n && rs[i].r < rs[j].r })
-		for _, x := range rs {
-			fmt.Fprintf(w, "  %7d  %s\n", x.n, x.r)
-		}
-		fmt.Fprintln(w, "samples:")
-		for _, s := range a.Samples {
-			fmt.Fprintf(w, "  %s: %s\n", s.Where, s.Reason)
-		}
-	}
-	for _, f := range a.Failed {
-		fmt.Fprintf(w, "unreadable: %s: %s\n", f.Where, f.Reason)
-	}
-	if validate {
-		if len(a.First) > 0 {
-			fmt.Fprintln(w, "first mapped events:")
-			for _, e := range a.First {
-				fmt.Fprintf(w, "  %s\n", e)
-			}
-		}
-		return
-	}
-	fmt.Fprintf(w, "routes:   %d events via /batch, %d via /2/httpapi\n", a.ByRoute[backfill.RouteBatch], a.ByRoute[backfill.RouteHTTP])
+	fmt.Fprintf(w, "routes:    %d events via /batch, %d via /2/httpapi\n", a.ByRoute[backfill.RouteBatch], a.ByRoute[backfill.RouteHTTP])
 	fmt.Fprintf(w, "lower bound on the finishing time: %s", a.LowerBound)
 	if a.HottestID != "" {
 		fmt.Fprintf(w, " (the hottest id, %s, at %d events/s per id over 30 s windows)", a.HottestID, a.EPS)
@@ -286,5 +212,3 @@ func humanBytes(n int64) string {
 	}
 	return fmt.Sprintf("%d B", n)
 }
-
-var _ = pipeline.DefaultLanes

@@ -10,9 +10,11 @@
 package job
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
@@ -103,6 +105,15 @@ type Config struct {
 	ReportFile      string
 	Force           bool
 	FailFast        bool
+	// LockTTL is how long a bucket checkpoint's lock stays valid without a
+	// heartbeat (one per checkpoint save); an older lock is stale and
+	// taken over. Default checkpoint.DefaultLockTTL.
+	LockTTL time.Duration
+	// LockWait is how long to wait for a lock held by another run to be
+	// released or to go stale before failing with checkpoint.ErrLocked
+	// (a replacement Kubernetes pod waits out the pod it replaces). Zero
+	// fails at once.
+	LockWait time.Duration
 
 	Logger *slog.Logger
 	// Stats, when set, receives live counters (for progress displays).
@@ -154,6 +165,14 @@ func (c *Config) Validate() error {
 	}
 	if c.BatchSize > uploader.MaxEvents {
 		return fmt.Errorf("%w: --batch-size %d is above Amplitude's limit of %d events per request", ErrUsage, c.BatchSize, uploader.MaxEvents)
+	}
+	if c.LockTTL < 0 || c.LockWait < 0 {
+		return fmt.Errorf("%w: --lock-ttl and --lock-wait must not be negative", ErrUsage)
+	}
+	if every := cmp.Or(c.CheckpointEvery, pipeline.DefaultCheckpointEvery); c.LockTTL > 0 && c.LockTTL < 3*every {
+		// The heartbeat is the checkpoint save: a TTL of fewer than three
+		// saves lets a slow save make a live run's lock look stale.
+		return fmt.Errorf("%w: --lock-ttl %s must be at least 3 × --checkpoint-every (%s)", ErrUsage, c.LockTTL, every)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -243,7 +262,7 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer store.Close()
-	lock, err := store.Lock(hard, checkpoint.LockOptions{Force: cfg.Force})
+	lock, err := lockStore(hard, soft, store, &cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -275,6 +294,14 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 			return nil, fmt.Errorf("%w: dead-letter file %s already holds %d bytes that no checkpoint accounts for; move it away or pass --force to truncate it", ErrUsage, cfg.DeadLetter, fi.Size())
 		}
 		truncate = 0
+	} else if _, err := os.Stat(cfg.DeadLetter); truncate > 0 && !isLocal(cfg.Checkpoint) && errors.Is(err, fs.ErrNotExist) {
+		// A bucket checkpoint outlives the machine that wrote it: a
+		// replacement pod or another host resumes it without the local
+		// dead-letter file of the earlier runs. Their rejected records
+		// stay counted in the checkpoint; new ones go to a new file.
+		log.Warn("the dead-letter file of earlier runs is not on this machine; starting a new one (the records rejected earlier are only in the earlier file)",
+			"file", cfg.DeadLetter, "earlier_bytes", truncate)
+		truncate = 0
 	}
 	dl, err := deadletter.Open(cfg.DeadLetter, truncate)
 	if err != nil {
@@ -296,6 +323,11 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
 	}
 
+	// A lost lock means another run took this checkpoint over (it saw ours
+	// stale): stop sending at once, and save nothing over its progress.
+	runCtx, abort := context.WithCancelCause(hard)
+	defer abort(nil)
+
 	tracker := checkpoint.NewTracker(state)
 	save := func(ctx context.Context) error {
 		st := *state
@@ -305,6 +337,9 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 		}
 		st.Updated = time.Now()
 		if err := lock.Refresh(ctx); err != nil {
+			if errors.Is(err, checkpoint.ErrLockLost) {
+				abort(err)
+			}
 			return err
 		}
 		return store.Save(ctx, &st)
@@ -329,7 +364,7 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 	if stats == nil {
 		stats = new(pipeline.Stats)
 	}
-	objs, runErr := pipeline.Run(hard, soft, pipeline.Config{
+	objs, runErr := pipeline.Run(runCtx, soft, pipeline.Config{
 		Lanes:           cfg.Lanes,
 		EPS:             eps,
 		HTTPEPS:         httpEPS,
@@ -349,6 +384,9 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 		DeadLetter: dl,
 		Save:       save,
 	}, stats)
+	if cause := context.Cause(runCtx); errors.Is(cause, checkpoint.ErrLockLost) {
+		runErr = cause
+	}
 
 	final := *state
 	tracker.Fill(&final, nil)
@@ -414,4 +452,33 @@ func ParseShard(s string) (int, int, error) {
 		return 0, 0, fmt.Errorf("%w: --shard must be INDEX/COUNT with 0 <= INDEX < COUNT, not %q", ErrUsage, s)
 	}
 	return i, n, nil
+}
+
+// lockStore takes the store's lock. While another run holds it, it waits
+// up to cfg.LockWait (polling, until soft ends) for the lock to be released
+// or to go stale after cfg.LockTTL without a heartbeat.
+func lockStore(hard, soft context.Context, store *checkpoint.Store, cfg *Config) (*checkpoint.Lock, error) {
+	opts := checkpoint.LockOptions{Force: cfg.Force, TTL: cfg.LockTTL}
+	deadline := time.Now().Add(cfg.LockWait)
+	poll := min(max(cmp.Or(cfg.LockTTL, checkpoint.DefaultLockTTL)/8, 250*time.Millisecond), 5*time.Second)
+	for waited := false; ; waited = true {
+		lock, err := store.Lock(hard, opts)
+		left := time.Until(deadline)
+		if err == nil || !errors.Is(err, checkpoint.ErrLocked) || left <= 0 {
+			if err == nil && waited {
+				cfg.Logger.Info("got the checkpoint lock")
+			}
+			return lock, err
+		}
+		if !waited {
+			cfg.Logger.Info("waiting for the checkpoint lock to be released or go stale", "wait", cfg.LockWait, "err", err)
+		}
+		t := time.NewTimer(min(poll, left))
+		select {
+		case <-soft.Done():
+			t.Stop()
+			return nil, fmt.Errorf("wait for checkpoint lock: %w", err)
+		case <-t.C:
+		}
+	}
 }

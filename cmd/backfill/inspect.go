@@ -72,7 +72,7 @@ func inspect(ctx context.Context, name, usage string, args []string, env *enviro
 		return err
 	}
 	a.WriteText(stdout, name == "validate")
-	if a.Invalid > 0 || len(a.Failed) > 0 {
+	if a.Invalid() > 0 || len(a.Failed) > 0 {
 		if name == "validate" {
 			return job.ErrRejected
 		}
