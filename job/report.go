@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/backfillhq/backfill/checkpoint"
+	"github.com/backfillhq/backfill/chunker"
 	"github.com/backfillhq/backfill/deadletter"
 	"github.com/backfillhq/backfill/pipeline"
 	"github.com/backfillhq/backfill/uploader"
@@ -49,11 +50,17 @@ type Report struct {
 	Retries         int64 `json:"retries"`
 	BytesSent       int64 `json:"bytes_sent"`
 
-	DurationSeconds float64   `json:"duration_seconds"` // this run
-	JobSeconds      float64   `json:"job_seconds"`      // since the job's first run
-	Runs            int       `json:"runs"`
-	StartedAt       time.Time `json:"started_at"`
-	FinishedAt      time.Time `json:"finished_at"`
+	DurationSeconds float64 `json:"duration_seconds"` // this run
+	// LowerBoundSeconds is the least time Amplitude's per-id limits allow
+	// for this run's /batch events: the hottest id's events at --eps over
+	// 30 s windows (see `backfill plan`).
+	LowerBoundSeconds float64   `json:"lower_bound_seconds"`
+	HottestID         string    `json:"hottest_id,omitempty"`
+	HottestEvents     int64     `json:"hottest_events,omitempty"`
+	JobSeconds        float64   `json:"job_seconds"` // since the job's first run
+	Runs              int       `json:"runs"`
+	StartedAt         time.Time `json:"started_at"`
+	FinishedAt        time.Time `json:"finished_at"`
 
 	ObjectsTotal   int `json:"objects_total"`
 	ObjectsDone    int `json:"objects_done"`
@@ -150,6 +157,14 @@ func buildReport(cfg *Config, st *checkpoint.State, objs []pipeline.ObjectStat, 
 	}
 	if !st.Started.IsZero() {
 		r.JobSeconds = now.Sub(st.Started).Seconds()
+	}
+	if h := stats.Hottest; h.Count > 0 {
+		eps := cfg.EPS
+		if eps == 0 {
+			eps = chunker.DefaultEPS
+		}
+		r.HottestID, r.HottestEvents = h.ID, h.Count
+		r.LowerBoundSeconds = LowerBound(h.Count, eps).Seconds()
 	}
 	seen := map[string]bool{}
 	for _, o := range objs {
@@ -260,6 +275,10 @@ func (r *Report) WriteSummary(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  requests batch %d, httpapi %d; 429s %d; 5xx %d; retries %d\n", r.RequestsBatch, r.RequestsHTTPAPI, r.Responses429, r.Responses5xx, r.Retries)
+	if r.HottestEvents > 0 {
+		fmt.Fprintf(w, "  pace     lower bound %s (hottest id %s: %d events), actual %s\n",
+			time.Duration(r.LowerBoundSeconds*float64(time.Second)), r.HottestID, r.HottestEvents, time.Duration(r.DurationSeconds*float64(time.Second)).Round(time.Millisecond))
+	}
 	fmt.Fprintf(w, "  objects  %d total, %d done, %d skipped (done earlier), %d failed\n", r.ObjectsTotal, r.ObjectsDone, r.ObjectsSkipped, r.ObjectsFailed)
 	if r.Runs > 1 {
 		fmt.Fprintf(w, "  job      %d runs; this run read %d, accepted %d, rejected %d\n", r.Runs, r.Run.EventsRead, r.Run.EventsAccepted, r.Run.EventsRejected)

@@ -17,6 +17,7 @@ import (
 	"github.com/backfillhq/backfill/checkpoint"
 	"github.com/backfillhq/backfill/chunker"
 	"github.com/backfillhq/backfill/deadletter"
+	"github.com/backfillhq/backfill/hotids"
 	"github.com/backfillhq/backfill/mapping"
 	"github.com/backfillhq/backfill/uploader"
 )
@@ -212,6 +213,11 @@ type Stats struct {
 	Parked          atomic.Int64 // events currently parked
 	Throttled       atomic.Int64 // ids paused after a 429, cumulative
 	RouteHTTP       atomic.Bool  // the tail phase on /2/httpapi has started
+
+	// Hottest is the device or user id with the most events sent (or
+	// queued) in this run, set when Run returns; it decides the lower bound
+	// on the run's duration.
+	Hottest hotids.IDCount
 
 	bytesDone atomic.Int64 // stored bytes of the objects finished
 	cur       atomic.Pointer[byteCounter]
@@ -597,6 +603,14 @@ func (r *run) mapJob(j *mapJob) {
 // its device lane, dead-lettering records that failed mapping.
 func (r *run) dispatch(ctx context.Context, ordered <-chan *mapJob) error {
 	route := backfill.RouteBatch
+	devs, users := hotids.New(0), hotids.New(0)
+	defer func() {
+		for _, top := range [][]hotids.IDCount{devs.Top(1), users.Top(1)} {
+			if len(top) > 0 && top[0].Count > r.stats.Hottest.Count {
+				r.stats.Hottest = top[0]
+			}
+		}
+	}()
 	for j := range ordered {
 		select {
 		case <-j.done:
@@ -640,6 +654,10 @@ func (r *run) dispatch(ctx context.Context, ordered <-chan *mapJob) error {
 				continue
 			}
 			ev := j.evs[i]
+			if route == backfill.RouteBatch {
+				devs.Add(ev.DeviceID)
+				users.Add(ev.UserID)
+			}
 			lanes := r.lanes[route]
 			l := lanes[r.laneOf(&ev, len(lanes))]
 			r.pending.Add(1)
