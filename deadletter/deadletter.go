@@ -114,6 +114,7 @@ type Writer struct {
 	err    error // sticky write error
 	closed bool
 	// Now is the clock used for entries without a Time. Default time.Now.
+	// Set it before the first Write.
 	Now func() time.Time
 }
 

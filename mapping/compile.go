@@ -181,7 +181,7 @@ func compile(s *Spec) (*plan, error) {
 				pl.dropExact[d] = true
 			}
 		}
-		if p.Allow != nil {
+		if len(p.Allow) > 0 {
 			pl.allow = map[string]bool{}
 			for _, a := range p.Allow {
 				pl.allow[a] = true
@@ -191,7 +191,7 @@ func compile(s *Spec) (*plan, error) {
 
 	if f := s.Filters; f != nil {
 		pl.dropTypes = setOf(f.DropEventTypes)
-		if f.KeepEventTypes != nil {
+		if len(f.KeepEventTypes) > 0 {
 			pl.keepTypes = setOf(f.KeepEventTypes)
 		}
 		var err error

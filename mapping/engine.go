@@ -22,6 +22,8 @@ type state struct {
 	buf   []byte
 	hbuf  []byte
 	inner *fastjson.Value // the data of a re-fed dead-letter entry
+	// dlInsertID is the insert_id of a re-fed dead-letter entry.
+	dlInsertID string
 }
 
 func newState() *state {
@@ -33,6 +35,7 @@ func (st *state) reset() {
 	st.next = 0
 	st.nobj = 0
 	st.inner = nil
+	st.dlInsertID = ""
 }
 
 // parser returns a spare parser whose values live until the call ends.

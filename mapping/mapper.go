@@ -45,7 +45,12 @@ const (
 type Error struct {
 	Record *backfill.RecordError
 	Code   string // CodeFiltered, a validate.Code*, or another Code* constant
-	err    error
+	// InsertID is the insert_id the event would have had without its own:
+	// the dead-letter entry's id for a re-fed entry, else
+	// DeriveInsertID(Pos). Write it into the dead-letter entry so a fixed
+	// record re-fed later keeps it.
+	InsertID string
+	err      error
 }
 
 func (e *Error) Error() string { return e.Record.Error() }
@@ -132,13 +137,15 @@ func (m *Mapper) FastPath() bool { return m.plan.fast }
 // string) and the record index, so a record keeps its id across retries,
 // resumes and re-runs of the same source.
 func DeriveInsertID(pos backfill.Position) string {
-	h := sha256.New()
-	h.Write([]byte(pos.Object))
-	h.Write([]byte{'#'})
-	var b [20]byte
-	h.Write(strconv.AppendInt(b[:0], pos.Record, 10))
-	var sum [32]byte
-	return "bf-" + hex.EncodeToString(h.Sum(sum[:0])[:16])
+	var stack [256]byte
+	in := append(stack[:0], pos.Object...)
+	in = append(in, '#')
+	in = strconv.AppendInt(in, pos.Record, 10)
+	sum := sha256.Sum256(in)
+	var out [3 + 32]byte
+	copy(out[:], "bf-")
+	hex.Encode(out[3:], sum[:16])
+	return string(out[:])
 }
 
 // Map turns one record into an event. Errors are *Error values (see there);
@@ -154,7 +161,10 @@ func (m *Mapper) Map(rec backfill.Record) (backfill.Event, error) {
 		m.stats.mapped.Add(1)
 		return ev, nil
 	}
-	raw := rec.Data
+	raw, insertID := rec.Data, st.dlInsertID
+	if insertID == "" {
+		insertID = DeriveInsertID(rec.Pos)
+	}
 	if st.inner != nil {
 		// A re-fed dead-letter entry fails again: keep its original record,
 		// not the entry, so entries never nest.
@@ -162,11 +172,13 @@ func (m *Mapper) Map(rec backfill.Record) (backfill.Event, error) {
 			raw = b
 		}
 	}
-	return backfill.Event{}, m.fail(rec, raw, code, err)
+	e := m.fail(rec, raw, code, err)
+	e.InsertID = insertID
+	return backfill.Event{}, e
 }
 
 // fail wraps err into an *Error and counts it.
-func (m *Mapper) fail(rec backfill.Record, raw []byte, code string, err error) error {
+func (m *Mapper) fail(rec backfill.Record, raw []byte, code string, err error) *Error {
 	var ve *validate.Error
 	if errors.As(err, &ve) {
 		code = ve.Code
@@ -210,6 +222,7 @@ func (m *Mapper) mapRecord(st *state, rec backfill.Record) (backfill.Event, stri
 			}
 			if b := root.GetStringBytes("insert_id"); len(b) > 0 {
 				dlInsertID = string(b)
+				st.dlInsertID = dlInsertID
 			}
 			root, refed = data, true
 			st.inner = data
@@ -222,47 +235,41 @@ func (m *Mapper) mapRecord(st *state, rec backfill.Record) (backfill.Event, stri
 			return backfill.Event{}, CodeFiltered, errors.New(why)
 		}
 	}
-	if pl.fast && !refed && m.fastEligible(root) {
-		data := bytes.TrimSpace(rec.Data)
-		if utf8.Valid(data) && fastjson.ValidateBytes(data) == nil {
-			return m.fastPath(st, rec, root, data)
+	if pl.fast && !refed {
+		// Check first: Result.Typed says whether the record is already a
+		// well-typed Amplitude event that can be sent as it is.
+		res, err := m.val.CheckTyped(root)
+		if res.Typed {
+			data := bytes.TrimSpace(rec.Data)
+			if rawSafe(data) {
+				return m.fastPath(rec, root, data, res, err)
+			}
 		}
 	}
 	return m.generic(st, rec, root, dlInsertID)
 }
 
-// fastEligible reports whether root is already a well-typed Amplitude
-// event: every top-level key documented, every value of its type.
-func (m *Mapper) fastEligible(root *fastjson.Value) bool {
-	o, _ := root.Object()
-	ok := true
-	o.Visit(func(k []byte, v *fastjson.Value) {
-		if !ok {
-			return
+// rawSafe reports whether data, already parsed by fastjson and checked by
+// the validator (which verifies number syntax), can be copied to the wire:
+// it must be valid UTF-8 and its strings must hold neither raw control
+// characters nor invalid escapes, which fastjson's parser tolerates. Records
+// without backslashes or control bytes (nearly all) skip the strict
+// validation pass.
+func rawSafe(data []byte) bool {
+	if !utf8.Valid(data) {
+		return false
+	}
+	for _, c := range data {
+		if c < 0x20 || c == '\\' {
+			return fastjson.ValidateBytes(data) == nil
 		}
-		kind, known := fieldKinds[string(k)]
-		if !known {
-			ok = false
-			return
-		}
-		switch kind {
-		case validate.KindString:
-			ok = v.Type() == fastjson.TypeString
-		case validate.KindInt:
-			var buf [32]byte
-			ok = v.Type() == fastjson.TypeNumber && validate.IsInteger(v.MarshalTo(buf[:0]))
-		case validate.KindFloat:
-			ok = v.Type() == fastjson.TypeNumber
-		case validate.KindBool:
-			ok = v.Type() == fastjson.TypeTrue || v.Type() == fastjson.TypeFalse
-		case validate.KindObject:
-			ok = v.Type() == fastjson.TypeObject
-		}
-	})
-	return ok
+	}
+	return true
 }
 
-func (m *Mapper) fastPath(st *state, rec backfill.Record, root *fastjson.Value, data []byte) (backfill.Event, string, error) {
+// fastPath finishes a record that is already an Amplitude event: res and
+// checkErr are the validation of root.
+func (m *Mapper) fastPath(rec backfill.Record, root *fastjson.Value, data []byte, res validate.Result, checkErr error) (backfill.Event, string, error) {
 	if m.plan.dropTypes != nil || m.plan.keepTypes != nil || m.plan.hasFrom || m.plan.hasTo {
 		et, _ := srcScalar(root.Get("event_type"))
 		t, hasT := int64(0), false
@@ -275,10 +282,10 @@ func (m *Mapper) fastPath(st *state, rec backfill.Record, root *fastjson.Value, 
 			return backfill.Event{}, CodeFiltered, errors.New(why)
 		}
 	}
-	res, err := m.val.Check(root)
-	if err != nil {
-		return backfill.Event{}, "", err
+	if checkErr != nil {
+		return backfill.Event{}, "", checkErr
 	}
+	var err error
 	insertID := res.InsertID
 	addInsert := insertID == ""
 	if addInsert {

@@ -142,6 +142,9 @@ func TestErrors(t *testing.T) {
 			if !strings.HasPrefix(re.Reason, tt.reason) || re.Pos.Record != int64(i) || string(re.Raw) != tt.in {
 				t.Fatalf("record error %+v", re)
 			}
+			if me.InsertID != mapping.DeriveInsertID(re.Pos) {
+				t.Fatalf("Error.InsertID=%q", me.InsertID)
+			}
 		})
 	}
 	s := m.Stats()
@@ -174,8 +177,12 @@ func TestDeadLetterRefeed(t *testing.T) {
 	// Still bad: Raw is the inner record, so entries never nest.
 	_, err = m.Map(rec(3, fmt.Sprintf(entry, `{"user_id":"user-0001","event_type":"e"}`)))
 	var re *backfill.RecordError
+	var me *mapping.Error
 	if !errors.As(err, &re) || string(re.Raw) != `{"user_id":"user-0001","event_type":"e"}` {
 		t.Fatalf("err %v raw %q", err, re.Raw)
+	}
+	if !errors.As(err, &me) || me.InsertID != "bf-orig" {
+		t.Fatalf("Error.InsertID=%q, want the entry's", me.InsertID)
 	}
 	// Entry without data.
 	if _, err = m.Map(rec(4, `{"backfill_dead_letter":1,"reason":"x"}`)); !errors.Is(err, mapping.ErrRejected) {
@@ -425,5 +432,63 @@ func TestConcurrent(t *testing.T) {
 			}()
 		}
 		wg.Wait()
+	}
+}
+
+// TestUnsafeBytesLeaveFastPath feeds records fastjson's parser accepts but
+// that are not valid JSON on the wire; they must be re-encoded.
+func TestUnsafeBytesLeaveFastPath(t *testing.T) {
+	m := newMapper(t, mapping.Options{})
+	tests := []struct{ name, in, want string }{
+		{"ControlChar", "{\"user_id\":\"user-0001\",\"event_type\":\"a\x01b\",\"time\":1700000000000,\"insert_id\":\"i\"}", `"event_type":"a\u0001b"`},
+		{"BadEscape", `{"user_id":"user-0001","event_type":"a\xb","time":1700000000000,"insert_id":"i"}`, `"event_type":"a\\xb"`},
+		{"BadUTF8", "{\"user_id\":\"user-0001\",\"event_type\":\"a\xffb\",\"time\":1700000000000,\"insert_id\":\"i\"}", `"event_type":"a\ufffdb"`},
+		{"GoodEscape", `{"user_id":"user-0001","event_type":"a\u0041\n","time":1700000000000,"insert_id":"i"}`, `"event_type":"a\u0041\n"`},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ev, err := m.Map(rec(i, tt.in))
+			if err != nil {
+				t.Skipf("parser refuses the record: %v", err)
+			}
+			if !bytes.Contains(ev.Raw, []byte(tt.want)) {
+				t.Fatalf("Raw=%q, want it to contain %q", ev.Raw, tt.want)
+			}
+			if _, _, err := mustValidator(t).Event(ev.Raw); err != nil {
+				t.Fatalf("Raw is not valid: %v", err)
+			}
+		})
+	}
+	if s := m.Stats(); s.FastPath != 1 {
+		t.Fatalf("only GoodEscape may take the fast path: %+v", s)
+	}
+}
+
+func mustValidator(t *testing.T) *validate.Validator {
+	v, err := validate.New(validate.Options{Now: fixedNow})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// TestReadmeExample compiles the mapping file example of README.section.md.
+func TestReadmeExample(t *testing.T) {
+	doc, err := os.ReadFile("README.section.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```yaml\n")
+	example, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("no yaml example")
+	}
+	m := specMapper(t, example, mapping.Options{})
+	ev, err := m.Map(rec(0, `{"kind":"pageview","page":"Home","action":"VIEW","customer":{"id":"cust-0001"},"ts":1714566645,"sku":"A1"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.EventType != "Viewed Home Page" || ev.UserID != "cust-0001" || ev.Time != 1714566645000 {
+		t.Fatalf("event %+v", ev)
 	}
 }

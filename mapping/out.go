@@ -30,10 +30,10 @@ type outVal struct {
 	obj  *outObj
 }
 
-func strVal(s string) outVal  { return outVal{kind: kStr, s: s} }
-func numVal(s string) outVal  { return outVal{kind: kNum, s: s} }
-func intVal(n int64) outVal   { return outVal{kind: kNum, s: strconv.FormatInt(n, 10)} }
-func boolVal(b bool) outVal   { return outVal{kind: kBool, b: b} }
+func strVal(s string) outVal { return outVal{kind: kStr, s: s} }
+func numVal(s string) outVal { return outVal{kind: kNum, s: s} }
+func intVal(n int64) outVal  { return outVal{kind: kNum, s: strconv.FormatInt(n, 10)} }
+func boolVal(b bool) outVal  { return outVal{kind: kBool, b: b} }
 func srcVal(v *fastjson.Value) outVal {
 	if v == nil {
 		return outVal{}

@@ -23,7 +23,7 @@ type Stats struct {
 
 type counters struct {
 	mapped, fast, repaired, truncated, stripped, derived, refed, filtered, rejected atomic.Int64
-	byCode                                                                         sync.Map // code -> *atomic.Int64
+	byCode                                                                          sync.Map // code -> *atomic.Int64
 }
 
 func (c *counters) reject(code string) {

@@ -114,12 +114,12 @@ func Fields() []string {
 
 // reserved event types must not be sent (amplitude-api.md §3).
 var reserved = map[string]bool{
-	"[Amplitude] Start Session":       true,
-	"[Amplitude] End Session":         true,
-	"[Amplitude] Revenue":             true,
-	"[Amplitude] Revenue (Verified)":  true,
+	"[Amplitude] Start Session":        true,
+	"[Amplitude] End Session":          true,
+	"[Amplitude] Revenue":              true,
+	"[Amplitude] Revenue (Verified)":   true,
 	"[Amplitude] Revenue (Unverified)": true,
-	"[Amplitude] Merged User":         true,
+	"[Amplitude] Merged User":          true,
 }
 
 // IsReservedEventType reports whether t is an event type Amplitude reserves.

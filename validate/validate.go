@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -125,6 +126,10 @@ type Result struct {
 
 	// HasSkipSync reports that $skip_user_properties_sync is present.
 	HasSkipSync bool
+	// Typed reports that every top-level key is a documented Amplitude
+	// field holding a non-null value of its documented type: the event can
+	// be sent as it is (apart from the repairs below).
+	Typed bool
 
 	StripUserID   bool // user_id is too short or blocked and must be removed
 	StripDeviceID bool // same for device_id
@@ -148,12 +153,23 @@ func (r *Result) Changed() bool {
 	return r.StripUserID || r.StripDeviceID || r.Truncated > 0
 }
 
-// checker carries the state of one Check call.
+// checker carries the state of one Check call; pooled to avoid garbage.
 type checker struct {
 	v        *Validator
 	res      Result
-	fieldErr *Error // first type/nesting problem
-	path     []string
+	fieldErr *Error   // first type/nesting problem
+	path     [][]byte // keys from the event down to the current value
+	num      []byte   // scratch for number text
+	// typedOnly stops the work once the event is known not to be Typed.
+	typedOnly bool
+}
+
+var checkers = sync.Pool{New: func() any { return new(checker) }}
+
+// numText returns the JSON text of a number value (valid until the next call).
+func (c *checker) numText(v *fastjson.Value) []byte {
+	c.num = v.MarshalTo(c.num[:0])
+	return c.num
 }
 
 func (c *checker) setErr(e *Error) {
@@ -162,21 +178,42 @@ func (c *checker) setErr(e *Error) {
 	}
 }
 
-func (c *checker) pathString(last string) string {
-	if len(c.path) == 0 {
-		return last
+func (c *checker) pathString(last []byte) string {
+	parts := make([]string, 0, len(c.path)+1)
+	for _, p := range c.path {
+		parts = append(parts, string(p))
 	}
-	s := strings.Join(c.path, ".")
-	if last != "" {
-		s += "." + last
-	}
-	return s
+	return strings.Join(append(parts, string(last)), ".")
 }
 
 // Check validates ev without modifying it. On success the Result lists the
 // extracted keys and the repairs to apply; on failure err is an *Error.
 func (v *Validator) Check(ev *fastjson.Value) (Result, error) {
-	c := checker{v: v}
+	return v.check(ev, false)
+}
+
+// CheckTyped is Check for callers that only want events already in
+// Amplitude's shape: as soon as a top-level key is undocumented, null or of
+// the wrong type it stops and returns a Result with Typed false and a nil
+// error. Otherwise it is Check, with Typed true.
+func (v *Validator) CheckTyped(ev *fastjson.Value) (Result, error) {
+	return v.check(ev, true)
+}
+
+func (v *Validator) check(ev *fastjson.Value, typedOnly bool) (Result, error) {
+	c := checkers.Get().(*checker)
+	c.typedOnly = typedOnly
+	res, err := c.check(v, ev)
+	if typedOnly && !res.Typed {
+		res, err = Result{}, nil
+	}
+	c.v, c.res, c.fieldErr, c.path = nil, Result{}, nil, c.path[:0]
+	checkers.Put(c)
+	return res, err
+}
+
+func (c *checker) check(v *Validator, ev *fastjson.Value) (Result, error) {
+	c.v = v
 	if ev == nil || ev.Type() != fastjson.TypeObject {
 		return c.res, reject(CodeInvalidJSON, "", "event is not a JSON object")
 	}
@@ -185,10 +222,20 @@ func (v *Validator) Check(ev *fastjson.Value) (Result, error) {
 		return c.res, reject(CodeTooManyKeys, "", "event has %d keys (max %d)", o.Len(), v.opt.MaxKeys)
 	}
 	var evType, userID, deviceID, tm *fastjson.Value
+	c.res.Typed = true
 	o.Visit(func(kb []byte, val *fastjson.Value) {
-		k := string(kb)
-		kind := FieldKind(k)
-		switch k {
+		if c.typedOnly && !c.res.Typed {
+			return
+		}
+		kind := fieldKinds[string(kb)]
+		t := val.Type()
+		if kind == KindUnknown || t == fastjson.TypeNull || !c.kindMatches(kind, val) {
+			c.res.Typed = false
+			if c.typedOnly {
+				return
+			}
+		}
+		switch string(kb) {
 		case "event_type":
 			evType = val
 			return
@@ -202,17 +249,17 @@ func (v *Validator) Check(ev *fastjson.Value) (Result, error) {
 			tm = val
 			return
 		}
-		t := val.Type()
-		if kind != KindUnknown && t != fastjson.TypeNull && !kindMatches(kind, val) {
+		if kind != KindUnknown && t != fastjson.TypeNull && !c.kindMatches(kind, val) {
+			k := string(kb)
 			c.setErr(reject(CodeInvalidField, k, "invalid %s: %s is not %s", k, snippet(val), kind))
 			return
 		}
-		switch k {
+		switch string(kb) {
 		case "insert_id":
 			if t == fastjson.TypeString {
 				b, _ := val.StringBytes()
 				if overLimit(b, v.opt.MaxStringLength) {
-					c.setErr(reject(CodeIDTooLong, k, "insert_id longer than %d characters", v.opt.MaxStringLength))
+					c.setErr(reject(CodeIDTooLong, "insert_id", "insert_id longer than %d characters", v.opt.MaxStringLength))
 					return
 				}
 				c.res.InsertID = string(b)
@@ -221,9 +268,12 @@ func (v *Validator) Check(ev *fastjson.Value) (Result, error) {
 		case "$skip_user_properties_sync":
 			c.res.HasSkipSync = true
 		}
-		c.walk(k, val, 1)
+		c.walk(kb, val, 1)
 	})
 
+	if c.typedOnly && !c.res.Typed {
+		return c.res, nil
+	}
 	// event_type
 	switch {
 	case evType == nil || evType.Type() == fastjson.TypeNull:
@@ -314,8 +364,7 @@ func (c *checker) time(tm *fastjson.Value) error {
 	if tm.Type() != fastjson.TypeNumber {
 		return reject(CodeInvalidTime, "time", "invalid time: %s is not integer milliseconds", snippet(tm))
 	}
-	var buf [32]byte
-	raw := tm.MarshalTo(buf[:0])
+	raw := c.numText(tm)
 	if !IsInteger(raw) {
 		return reject(CodeInvalidTime, "time", "invalid time: %s is not integer milliseconds", raw)
 	}
@@ -345,8 +394,9 @@ func fmtDuration(d time.Duration) string {
 	return d.String()
 }
 
-// walk checks nested values: depth, keys per object, string length.
-func (c *checker) walk(key string, val *fastjson.Value, depth int) {
+// walk checks nested values: depth, keys per object, string length, and
+// number syntax (fastjson's parser accepts "1.2.3" and "NaN").
+func (c *checker) walk(key []byte, val *fastjson.Value, depth int) {
 	if c.fieldErr != nil {
 		return
 	}
@@ -357,38 +407,46 @@ func (c *checker) walk(key string, val *fastjson.Value, depth int) {
 			c.res.Truncated++
 		}
 	case fastjson.TypeNumber:
-		var buf [32]byte
-		if raw := val.MarshalTo(buf[:0]); !ValidNumber(raw) {
-			c.setErr(reject(CodeInvalidField, c.pathString(key), "invalid %s: %q is not a valid JSON number", c.pathString(key), raw))
+		if raw := c.numText(val); !ValidNumber(raw) {
+			p := c.pathString(key)
+			c.setErr(reject(CodeInvalidField, p, "invalid %s: %q is not a JSON number", p, raw))
 		}
 	case fastjson.TypeObject:
 		if depth > c.v.opt.MaxDepth {
-			c.setErr(reject(CodeTooDeep, c.pathString(key), "%s is nested deeper than %d levels", c.pathString(key), c.v.opt.MaxDepth))
+			p := c.pathString(key)
+			c.setErr(reject(CodeTooDeep, p, "%s is nested deeper than %d levels", p, c.v.opt.MaxDepth))
 			return
 		}
 		o, _ := val.Object()
 		if o.Len() > c.v.opt.MaxKeys {
-			c.setErr(reject(CodeTooManyKeys, c.pathString(key), "%s has %d keys (max %d)", c.pathString(key), o.Len(), c.v.opt.MaxKeys))
+			p := c.pathString(key)
+			c.setErr(reject(CodeTooManyKeys, p, "%s has %d keys (max %d)", p, o.Len(), c.v.opt.MaxKeys))
 			return
 		}
 		c.path = append(c.path, key)
-		o.Visit(func(k []byte, vv *fastjson.Value) { c.walk(string(k), vv, depth+1) })
+		o.Visit(func(k []byte, vv *fastjson.Value) { c.walk(k, vv, depth+1) })
 		c.path = c.path[:len(c.path)-1]
 	case fastjson.TypeArray:
 		if depth > c.v.opt.MaxDepth {
-			c.setErr(reject(CodeTooDeep, c.pathString(key), "%s is nested deeper than %d levels", c.pathString(key), c.v.opt.MaxDepth))
+			p := c.pathString(key)
+			c.setErr(reject(CodeTooDeep, p, "%s is nested deeper than %d levels", p, c.v.opt.MaxDepth))
 			return
 		}
 		a, _ := val.Array()
 		c.path = append(c.path, key)
+		var ib [20]byte
 		for i, vv := range a {
-			c.walk(strconv.Itoa(i), vv, depth+1)
+			if vv.Type() == fastjson.TypeObject || vv.Type() == fastjson.TypeArray {
+				c.walk(strconv.AppendInt(ib[:0], int64(i), 10), vv, depth+1)
+			} else {
+				c.walk(nil, vv, depth+1)
+			}
 		}
 		c.path = c.path[:len(c.path)-1]
 	}
 }
 
-func kindMatches(k Kind, v *fastjson.Value) bool {
+func (c *checker) kindMatches(k Kind, v *fastjson.Value) bool {
 	switch k {
 	case KindString:
 		return v.Type() == fastjson.TypeString
@@ -396,10 +454,9 @@ func kindMatches(k Kind, v *fastjson.Value) bool {
 		if v.Type() != fastjson.TypeNumber {
 			return false
 		}
-		var buf [32]byte
-		return IsInteger(v.MarshalTo(buf[:0]))
+		return IsInteger(c.numText(v))
 	case KindFloat:
-		return v.Type() == fastjson.TypeNumber
+		return v.Type() == fastjson.TypeNumber && ValidNumber(c.numText(v))
 	case KindBool:
 		t := v.Type()
 		return t == fastjson.TypeTrue || t == fastjson.TypeFalse
