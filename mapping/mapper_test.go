@@ -472,13 +472,14 @@ func mustValidator(t *testing.T) *validate.Validator {
 	return v
 }
 
-// TestReadmeExample compiles the mapping file example of README.section.md.
+// TestReadmeExample compiles the mapping file example of the README.
 func TestReadmeExample(t *testing.T) {
-	doc, err := os.ReadFile("README.section.md")
+	doc, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, rest, ok := strings.Cut(string(doc), "```yaml\n")
+	_, section, _ := strings.Cut(string(doc), "### Mapping files")
+	_, rest, ok := strings.Cut(section, "```yaml\n")
 	example, _, ok2 := strings.Cut(rest, "```")
 	if !ok || !ok2 {
 		t.Fatal("no yaml example")

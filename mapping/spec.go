@@ -23,12 +23,12 @@ const DefaultPreset = "amplitude"
 
 // Spec is a declarative mapping from source records to Amplitude events.
 // Presets are Specs shipped in the binary; a mapping file is a Spec in YAML
-// or JSON (JSON is read as YAML). See README.section.md for the schema.
+// or JSON (JSON is read as YAML). See the README's "Mapping files" section for the schema.
 type Spec struct {
 	// Name identifies the spec in reports.
 	Name string `yaml:"name,omitempty"`
 	// Extends names a preset this spec starts from; its own sections are
-	// merged over the preset's (see Merge rules in the README section).
+	// merged over the preset's (see "Mapping files" in the README).
 	Extends string `yaml:"extends,omitempty"`
 	// Description is free text.
 	Description string `yaml:"description,omitempty"`
