@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync/atomic"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
@@ -19,6 +20,7 @@ import (
 const (
 	bufSize       = 64 << 10 // bufio size for raw and decompressed streams
 	sniffLimit    = 64 << 10 // bytes searched for the first non-space byte of .json
+	headSize      = 64 << 10 // bytes fetched to prepare a resume seek
 	zstdMaxWindow = 128 << 20
 )
 
@@ -178,6 +180,8 @@ func (r *Reader) open(ctx context.Context, d *Decoder, obj Object, start Start) 
 type store interface {
 	// stream returns the object's bytes from off to the end.
 	stream(ctx context.Context, off int64) (io.ReadCloser, error)
+	// head returns the first n bytes of the object (fewer if it is shorter).
+	head(ctx context.Context, n int) ([]byte, error)
 }
 
 func (r *Reader) store(ctx context.Context, obj Object) (store, error) {
@@ -216,15 +220,31 @@ func (s localStore) stream(_ context.Context, off int64) (io.ReadCloser, error) 
 	return f, nil
 }
 
-// countingReader counts the bytes read through it.
+func (s localStore) head(_ context.Context, n int) ([]byte, error) {
+	f, err := os.Open(string(s))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, int64(n)))
+}
+
+// countingReader counts the bytes read through it. The count is atomic:
+// progress displays read it from another goroutine (Decoder.BytesRead).
 type countingReader struct {
 	r io.Reader
-	n int64
+	n atomic.Int64
+}
+
+func newCountingReader(r io.Reader, n int64) *countingReader {
+	c := &countingReader{r: r}
+	c.n.Store(n)
+	return c
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	c.n += int64(n)
+	c.n.Add(int64(n))
 	return n, err
 }
 
@@ -239,29 +259,32 @@ type startState struct {
 	off, line, record int64
 }
 
-// openText opens a JSON lines, JSON array, CSV or TSV object. It always
-// reads the head of the object first (compression magic, JSON sniffing, CSV
-// header); when resuming an uncompressed object it then reopens it at
-// start.Offset with a range read.
+// openText opens a JSON lines, JSON array, CSV or TSV object.
 func (r *Reader) openText(ctx context.Context, d *Decoder, obj Object, st store, format Format, start Start) error {
+	cfg := textConfig{url: obj.URL, maxRecord: r.opts.MaxRecordBytes}
+	if start.Record > 0 && start.Offset > 0 && start.Line > 0 {
+		if ok, err := r.openTextAt(ctx, d, st, format, start, cfg); ok || err != nil {
+			return err
+		}
+	}
 	raw, err := st.stream(ctx, 0)
 	if err != nil {
 		return err
 	}
 	d.closers = append(d.closers, raw)
-	cnt := &countingReader{r: raw}
-	d.read = func() int64 { return cnt.n }
+	cnt := newCountingReader(raw, 0)
+	d.read = cnt.n.Load
 	br := bufio.NewReaderSize(cnt, bufSize)
 	head, _ := br.Peek(len(magicZstd)) // short or failed peeks surface on read
-	var text *bufio.Reader
-	compressed := true
+	text := br
 	switch {
 	case bytes.HasPrefix(head, magicGzip):
 		zr, err := gzip.NewReader(br)
 		if err != nil {
 			return fmt.Errorf("%w: gzip: %v", ErrMalformed, err)
 		}
-		d.closers = append(d.closers, zr)
+		// gzip's Close repeats the last decode error, already reported.
+		d.closers = append(d.closers, closerFunc(func() error { zr.Close(); return nil }))
 		text = bufio.NewReaderSize(zr, bufSize)
 	case bytes.HasPrefix(head, magicZstd):
 		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(zstdMaxWindow))
@@ -271,35 +294,55 @@ func (r *Reader) openText(ctx context.Context, d *Decoder, obj Object, st store,
 		rc := zr.IOReadCloser()
 		d.closers = append(d.closers, rc)
 		text = bufio.NewReaderSize(rc, bufSize)
-	default:
-		text, compressed = br, false
 	}
 	if format == FormatJSONArray {
-		format = sniffJSON(text)
+		p, _ := text.Peek(sniffLimit)
+		format, _ = sniffJSON(p)
 	}
-	cfg := textConfig{url: obj.URL, maxRecord: r.opts.MaxRecordBytes}
-	at := startState{line: 1}
-	var header []string
-	if seek := start.Record > 0 && start.Offset > 0 && start.Line > 0 && !compressed; seek {
-		if format == FormatCSV || format == FormatTSV {
-			if header, err = readCSVHeader(text, r.csvConfig(cfg, format)); err != nil {
-				return err
-			}
-			if header == nil {
-				return fmt.Errorf("%w: no CSV header, cannot resume at record %d", ErrMalformed, start.Record)
-			}
-		}
-		raw.Close()
-		d.closers = d.closers[:0]
-		if raw, err = st.stream(ctx, start.Offset); err != nil {
-			return err
-		}
-		d.closers = append(d.closers, raw)
-		cnt = &countingReader{r: raw, n: start.Offset}
-		text = bufio.NewReaderSize(cnt, bufSize)
-		at = startState{off: start.Offset, line: start.Line, record: start.Record}
-	}
+	return r.textDecoder(d, text, format, nil, cfg, startState{line: 1})
+}
 
+// openTextAt resumes an uncompressed text object at start.Offset with a
+// range read. It first fetches a bounded head of the object to check the
+// magic bytes, tell a JSON array from JSON lines and read a CSV header; it
+// reports false (decode from the start instead) when the object is
+// compressed or the head does not settle those questions.
+func (r *Reader) openTextAt(ctx context.Context, d *Decoder, st store, format Format, start Start, cfg textConfig) (bool, error) {
+	head, err := st.head(ctx, headSize)
+	if err != nil {
+		return false, err
+	}
+	whole := len(head) < headSize
+	if bytes.HasPrefix(head, magicGzip) || bytes.HasPrefix(head, magicZstd) {
+		return false, nil
+	}
+	if format == FormatJSONArray {
+		var found bool
+		if format, found = sniffJSON(head); !found && !whole {
+			return false, nil
+		}
+	}
+	var header []string
+	if format == FormatCSV || format == FormatTSV {
+		cr := newCSVReader(bytes.NewReader(head), r.csvConfig(cfg, format))
+		rec, err := cr.Read()
+		if err != nil || !whole && cr.InputOffset() >= int64(len(head)) {
+			return false, nil // the header may be cut: read it the long way
+		}
+		header = bytesClone(rec)
+	}
+	raw, err := st.stream(ctx, start.Offset)
+	if err != nil {
+		return false, err
+	}
+	d.closers = append(d.closers, raw)
+	cnt := newCountingReader(raw, start.Offset)
+	d.read = cnt.n.Load
+	at := startState{off: start.Offset, line: start.Line, record: start.Record}
+	return true, r.textDecoder(d, bufio.NewReaderSize(cnt, bufSize), format, header, cfg, at)
+}
+
+func (r *Reader) textDecoder(d *Decoder, text *bufio.Reader, format Format, header []string, cfg textConfig, at startState) error {
 	switch format {
 	case FormatJSONLines:
 		d.dec = newJSONLines(text, cfg, at)
@@ -314,26 +357,24 @@ func (r *Reader) openText(ctx context.Context, d *Decoder, obj Object, st store,
 }
 
 // sniffJSON tells a JSON array from JSON lines by the first non-space byte
-// (after an optional UTF-8 byte order mark).
-func sniffJSON(br *bufio.Reader) Format {
-	for n := 512; ; n *= 2 {
-		p, err := br.Peek(min(n, sniffLimit))
-		p = bytes.TrimPrefix(p, bom)
-		if i := bytes.IndexFunc(p, func(r rune) bool { return !isSpace(r) }); i >= 0 {
-			if p[i] == '[' {
-				return FormatJSONArray
-			}
-			return FormatJSONLines
-		}
-		if err != nil || n >= sniffLimit {
-			return FormatJSONLines
-		}
+// of p (after an optional UTF-8 byte order mark); found is false when p is
+// all space.
+func sniffJSON(p []byte) (f Format, found bool) {
+	p = bytes.TrimPrefix(p, bom)
+	i := bytes.IndexFunc(p, func(r rune) bool { return !isSpace(r) })
+	if i >= 0 && p[i] == '[' {
+		return FormatJSONArray, true
 	}
+	return FormatJSONLines, i >= 0
 }
 
 var bom = []byte{0xef, 0xbb, 0xbf}
 
 func isSpace(r rune) bool { return r == ' ' || r == '\t' || r == '\n' || r == '\r' }
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
 
 type emptyDecoder struct{}
 

@@ -72,8 +72,11 @@ func readObject(t testing.TB, r *reader.Reader, obj reader.Object, start reader.
 	if err != nil {
 		t.Fatalf("Open(%s): %v", obj.URL, err)
 	}
-	defer d.Close()
-	return drain(t, d)
+	res := drain(t, d)
+	if err := d.Close(); err != nil {
+		t.Errorf("Close(%s): %v", obj.URL, err)
+	}
+	return res
 }
 
 // listAll lists sources to the end.

@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -45,6 +46,15 @@ func (s *bucketStore) stream(ctx context.Context, off int64) (io.ReadCloser, err
 	return s.b.NewRangeReader(ctx, s.key, off, -1, nil)
 }
 
+func (s *bucketStore) head(ctx context.Context, n int) ([]byte, error) {
+	r, err := s.b.NewRangeReader(ctx, s.key, 0, int64(n), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
+}
+
 // blobReaderAt is an io.ReaderAt and io.Seeker over a bucket object. Reads
 // are range reads of about the requested size (BufferedStreamEnabled keeps
 // them near ParquetBufferSize), so a huge object is never fetched whole. It
@@ -56,7 +66,7 @@ type blobReaderAt struct {
 	size    int64
 	pos     int64
 	streams []*rangeStream // least recently used first
-	n       int64
+	n       atomic.Int64
 }
 
 type rangeStream struct {
@@ -95,7 +105,7 @@ func (ra *blobReaderAt) ReadAt(p []byte, off int64) (int, error) {
 	}
 	n, err := io.ReadFull(s.r, p[:want])
 	s.off += int64(n)
-	ra.n += int64(n)
+	ra.n.Add(int64(n))
 	if err != nil {
 		ra.drop(s)
 		if err == io.EOF || err == io.ErrUnexpectedEOF {
@@ -142,17 +152,24 @@ func (ra *blobReaderAt) Close() error {
 	return nil
 }
 
-// countingFile counts the bytes read from a local Parquet file.
+// countingFile counts the bytes read from a local Parquet file. It has no
+// Close, so file.Reader.Close leaves the file to the Decoder.
 type countingFile struct {
-	*os.File
-	n int64
+	f *os.File
+	n atomic.Int64 // read by Decoder.BytesRead from other goroutines
 }
 
 func (f *countingFile) ReadAt(p []byte, off int64) (int, error) {
-	n, err := f.File.ReadAt(p, off)
-	f.n += int64(n)
+	n, err := f.f.ReadAt(p, off)
+	f.n.Add(int64(n))
 	return n, err
 }
+
+func (f *countingFile) Seek(off int64, whence int) (int64, error) { return f.f.Seek(off, whence) }
+
+// noClose hides Close from file.Reader.Close, which would otherwise close
+// the source the Decoder closes itself.
+type noClose struct{ parquet.ReaderAtSeeker }
 
 // openParquet opens a Parquet object: footer, projection, and a record
 // reader positioned at start.Record (whole row groups are skipped, then rows
@@ -171,8 +188,8 @@ func (r *Reader) openParquet(ctx context.Context, d *Decoder, obj Object, st sto
 			return err
 		}
 		d.closers = append(d.closers, f)
-		cf := &countingFile{File: f}
-		d.read = func() int64 { return cf.n }
+		cf := &countingFile{f: f}
+		d.read = func() int64 { return cf.n.Load() }
 		src = cf
 	case *bucketStore:
 		size := obj.Size
@@ -185,8 +202,8 @@ func (r *Reader) openParquet(ctx context.Context, d *Decoder, obj Object, st sto
 		}
 		ra := &blobReaderAt{ctx: ctx, b: s.b, key: s.key, size: size}
 		d.closers = append(d.closers, ra)
-		d.read = func() int64 { return ra.n }
-		src = ra
+		d.read = func() int64 { return ra.n.Load() }
+		src = noClose{ra}
 	}
 	props := parquet.NewReaderProperties(memory.DefaultAllocator)
 	props.BufferedStreamEnabled = true
