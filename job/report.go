@@ -205,16 +205,24 @@ func buildReport(cfg *Config, st *checkpoint.State, objs []pipeline.ObjectStat, 
 			continue
 		}
 		status := "partial"
-		if cp.Done {
-			status = "done"
-		}
-		if cp.Error != "" {
+		switch {
+		case cp.Error != "":
 			status = "failed"
+			r.ObjectsFailed++
+		case cp.Done:
+			status = "done"
+			r.ObjectsDone++
 		}
 		r.Objects = append(r.Objects, ObjectReport{URL: url, Status: status, Read: cp.Read, Accepted: cp.Accepted, Rejected: cp.Rejected + cp.Filtered, Error: cp.Error})
 	}
 	sort.Slice(r.Objects, func(i, j int) bool { return r.Objects[i].URL < r.Objects[j].URL })
 	r.ObjectsTotal = len(r.Objects)
+	// Records read in this run but not settled (parked, or in flight at an
+	// interruption) are not in the checkpoint's counters, which count only
+	// settled records so that resumes never count a record twice.
+	if pending := r.Run.EventsRead - r.Run.EventsAccepted - r.Run.EventsRejected; pending > 0 {
+		r.EventsRead += pending
+	}
 	r.EventsPending = r.EventsRead - r.EventsAccepted - r.EventsRejected
 	if r.EventsRejected > 0 {
 		if sum, _, err := deadletter.SummarizeFile(cfg.DeadLetter); err == nil {
