@@ -28,6 +28,7 @@ type Budget struct {
 	mu     sync.Mutex
 	limit  int                  // events per window
 	window int64                // seconds, including slack
+	step   int64                // seconds per counting step
 	ids    [2]map[string]*steps // by Kind
 	paused [2]map[string]time.Time
 	sweep  int64 // next second at which expired ids are dropped
@@ -59,13 +60,32 @@ func NewBudget(eps int, window time.Duration) *Budget {
 	if window <= 0 {
 		window = DefaultWindow
 	}
-	b := &Budget{window: int64((window + slack) / time.Second)}
+	limit := 0
+	if eps > 0 {
+		limit = eps * int(window/time.Second)
+	}
+	return newBudget(limit, window+slack, time.Second)
+}
+
+// DailyWindow and DailyStep describe Amplitude's daily quota: a rolling
+// 24 h window that moves in 1 h steps (amplitude-api.md §5).
+const (
+	DailyWindow = 24 * time.Hour
+	DailyStep   = time.Hour
+)
+
+// NewDailyBudget returns a budget of limit events per id over a rolling
+// 24 h counted in 1 h steps, to stay under Amplitude's daily quota before it
+// answers 429. limit <= 0 means unlimited.
+func NewDailyBudget(limit int) *Budget {
+	return newBudget(max(limit, 0), DailyWindow+DailyStep, DailyStep)
+}
+
+func newBudget(limit int, window, step time.Duration) *Budget {
+	b := &Budget{limit: limit, window: int64(window / time.Second), step: int64(step / time.Second)}
 	for k := range b.ids {
 		b.ids[k] = make(map[string]*steps)
 		b.paused[k] = make(map[string]time.Time)
-	}
-	if eps > 0 {
-		b.limit = eps * int(window/time.Second)
 	}
 	return b
 }
@@ -107,6 +127,7 @@ func (b *Budget) spend(k Kind, id string, now int64, n int) {
 		st = &steps{}
 		b.ids[k][id] = st
 	}
+	now -= now % b.step
 	if k := len(st.s); k > 0 && st.s[k-1].sec == now {
 		st.s[k-1].n += n
 	} else {

@@ -41,6 +41,9 @@ type Options struct {
 	SpillDir string
 	// NoSpill turns spilling off: a full lane always reports false.
 	NoSpill bool
+	// Daily, when set, is a second budget every event also spends (a
+	// per-id daily quota, see NewDailyBudget), shared by all lanes.
+	Daily *Budget
 }
 
 func (o *Options) defaults() {
@@ -73,6 +76,7 @@ func (o *Options) defaults() {
 type Lane struct {
 	opts   Options
 	budget *Budget
+	daily  *Budget // optional second budget (a daily quota), may be nil
 
 	mu          sync.Mutex
 	queues      map[string]*queue
@@ -109,6 +113,7 @@ func NewLane(b *Budget, opts Options) *Lane {
 	return &Lane{
 		opts:    opts,
 		budget:  b,
+		daily:   opts.Daily,
 		queues:  make(map[string]*queue),
 		pendDev: make(map[string]int),
 		pendUsr: make(map[string]int),
@@ -372,6 +377,12 @@ func (l *Lane) Next(now time.Time) Batch {
 	defer b.mu.Unlock()
 	sec := now.Unix()
 	b.gc(sec)
+	if d := l.daily; d != nil && d != b {
+		// Lock order: the pace budget, then the daily one.
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		d.gc(sec)
+	}
 	clear(l.pendDev)
 	clear(l.pendUsr)
 
@@ -440,11 +451,16 @@ func (l *Lane) Next(now time.Time) Batch {
 			l.rr++
 		}
 	}
-	for id, n := range l.pendDev {
-		b.spend(Device, id, sec, n)
-	}
-	for id, n := range l.pendUsr {
-		b.spend(User, id, sec, n)
+	for _, bb := range [...]*Budget{b, l.daily} {
+		if bb == nil {
+			continue
+		}
+		for id, n := range l.pendDev {
+			bb.spend(Device, id, sec, n)
+		}
+		for id, n := range l.pendUsr {
+			bb.spend(User, id, sec, n)
+		}
 	}
 	if len(out) > 0 {
 		if len(out) < l.opts.MaxEvents && !full {
@@ -486,6 +502,17 @@ func (l *Lane) blocked(ev *backfill.Event, now time.Time, sec int64) time.Durati
 	}
 	check(Device, ev.DeviceID, l.pendDev)
 	check(User, ev.UserID, l.pendUsr)
+	if d := l.daily; d != nil && d.limit > 0 {
+		for _, id := range [...]struct {
+			k    Kind
+			id   string
+			pend map[string]int
+		}{{Device, ev.DeviceID, l.pendDev}, {User, ev.UserID, l.pendUsr}} {
+			if id.id != "" && d.available(id.k, id.id, sec)-id.pend[id.id] < 1 {
+				wait = max(wait, d.nextFree(id.k, id.id, sec), time.Minute)
+			}
+		}
+	}
 	return wait
 }
 

@@ -223,3 +223,22 @@ func TestLaneBackpressure(t *testing.T) {
 		t.Fatal("no space signal")
 	}
 }
+
+func TestLaneDailyBudget(t *testing.T) {
+	daily := chunker.NewDailyBudget(250)
+	l := chunker.NewLane(chunker.NewBudget(0, 0), chunker.Options{Daily: daily})
+	for i := 0; i < 400; i++ {
+		l.Push(ev("device-a", "", int64(i), 10), t0)
+	}
+	l.Close()
+	b := l.Next(t0)
+	if len(b.Events) != 250 {
+		t.Fatalf("first batch %d events, want the daily budget of 250", len(b.Events))
+	}
+	if b = l.Next(t0.Add(time.Hour)); len(b.Events) != 0 || b.Wait < time.Minute {
+		t.Fatalf("within the day: %d events, wait %v", len(b.Events), b.Wait)
+	}
+	if b = l.Next(t0.Add(26 * time.Hour)); len(b.Events) != 150 {
+		t.Fatalf("next day: %d events, want 150", len(b.Events))
+	}
+}

@@ -89,13 +89,14 @@ type Config struct {
 	TailEvents    int
 
 	// Pacing and concurrency.
-	Lanes      int
-	EPS        int
-	HTTPEPS    int
-	BatchSize  int
-	Linger     time.Duration
-	MapWorkers int
-	WaitParked bool
+	Lanes       int
+	EPS         int
+	HTTPEPS     int
+	DailyBudget int
+	BatchSize   int
+	Linger      time.Duration
+	MapWorkers  int
+	WaitParked  bool
 
 	// State and output.
 	Checkpoint      string
@@ -352,12 +353,24 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 	if cfg.OnStart != nil {
 		cfg.OnStart(plan.Objects, plan.Bytes)
 	}
+	// A fresh job saves its empty state before anything can reach the
+	// dead-letter file: a crash before the first periodic save then resumes
+	// from it (truncating the file) instead of refusing a dead-letter file
+	// that no checkpoint accounts for.
+	if fresh {
+		if err := save(hard); err != nil {
+			return nil, fmt.Errorf("save checkpoint: %w", err)
+		}
+	}
 
-	eps, httpEPS := cfg.EPS, cfg.HTTPEPS
+	eps, httpEPS, dailyBudget := cfg.EPS, cfg.HTTPEPS, cfg.DailyBudget
 	if shardCount > 1 {
 		// Shards split the objects, so any id may appear in every shard:
 		// each paces ids at 1/COUNT of the rate, together staying within it.
 		eps, httpEPS = shardRate(eps, chunker.DefaultEPS, shardCount), shardRate(httpEPS, pipeline.DefaultHTTPEPS, shardCount)
+		if dailyBudget > 0 {
+			dailyBudget = max(1, dailyBudget/shardCount)
+		}
 		log.Info("sharded run: pacing each id at 1/COUNT of the rate", "shard", cfg.Shard, "eps", eps, "http_eps", httpEPS)
 	}
 	stats := cfg.Stats
@@ -374,6 +387,7 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 		MapWorkers:      cfg.MapWorkers,
 		WaitParked:      cfg.WaitParked,
 		FailFast:        cfg.FailFast,
+		Reprocess:       cfg.Force, // --force re-reads objects changed since the checkpoint
 		Logger:          log,
 		CheckpointEvery: cfg.CheckpointEvery,
 	}, pipeline.Deps{

@@ -99,6 +99,10 @@ type Config struct {
 	EPS int
 	// HTTPEPS is the same for /2/httpapi.
 	HTTPEPS int
+	// DailyBudget, when > 0, caps each device_id and user_id at this many
+	// events per rolling 24 h (both routes), to stay under Amplitude's
+	// daily quota instead of meeting its 429; ids over it are parked.
+	DailyBudget int
 	// BatchSize caps events per request (at most 2,000).
 	BatchSize int
 	// MaxBatchBytes and MaxHTTPBytes cap request bodies per route.
@@ -288,6 +292,10 @@ func (r *run) run(hard, soft context.Context) ([]ObjectStat, error) {
 	r.seed = maphash.MakeSeed()
 	r.objIdx = make(map[string]int)
 	budgets := [2]*chunker.Budget{chunker.NewBudget(cfg.EPS, 0), chunker.NewBudget(cfg.HTTPEPS, 0)}
+	var daily *chunker.Budget
+	if cfg.DailyBudget > 0 {
+		daily = chunker.NewDailyBudget(cfg.DailyBudget)
+	}
 	for route := range r.lanes {
 		maxBytes := cfg.MaxBatchBytes
 		if backfill.Route(route) == backfill.RouteHTTP {
@@ -300,6 +308,7 @@ func (r *run) run(hard, soft context.Context) ([]ObjectStat, error) {
 				Overhead:  cfg.Overhead,
 				Linger:    cfg.Linger,
 				SpillDir:  cfg.SpillDir,
+				Daily:     daily,
 			}))
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -111,6 +112,29 @@ func checkCloud(t *testing.T, r *reader.Reader, base, query string, log *getLog,
 	if got, want := strings.Join(names, " "), "formats/events.csv formats/events.json formats/events.jsonl formats/events.jsonl.gz formats/events.jsonl.zst formats/events.parquet formats/events.tsv"; got != want {
 		t.Fatalf("listed %s\nwant %s", got, want)
 	}
+
+	t.Run("ResumeSeeks", func(t *testing.T) {
+		var obj reader.Object
+		for _, o := range objs {
+			if strings.HasSuffix(o.Key, ".jsonl") {
+				obj = o
+			}
+		}
+		full := readObject(t, r, obj, reader.Start{})
+		log.mu.Lock()
+		log.ranges = nil
+		log.mu.Unlock()
+		p := full.recs[15].Pos
+		tail := readObject(t, r, obj, reader.StartAt(p))
+		if len(tail.recs) != 5 || tail.recs[0].Pos != p {
+			t.Fatalf("resume at %+v: %d records", p, len(tail.recs))
+		}
+		log.mu.Lock()
+		defer log.mu.Unlock()
+		if got, want := strings.Join(log.ranges, " "), "bytes=0-65535 bytes="+strconv.FormatInt(p.Offset, 10)+"-"; got != want {
+			t.Fatalf("GET ranges %q, want %q (a bounded head, then the tail)", got, want)
+		}
+	})
 
 	t.Run("ParquetRangeReads", func(t *testing.T) {
 		pr := newReader(t, reader.Options{Columns: []string{"time"}})

@@ -375,8 +375,3 @@ func isSpace(r rune) bool { return r == ' ' || r == '\t' || r == '\n' || r == '\
 type closerFunc func() error
 
 func (f closerFunc) Close() error { return f() }
-
-type emptyDecoder struct{}
-
-func (emptyDecoder) next() (backfill.Record, error) { return backfill.Record{}, io.EOF }
-func (emptyDecoder) index() int64                   { return 0 }

@@ -43,6 +43,7 @@ type jobFlags struct {
 	lanes      int
 	eps        int
 	httpEPS    int
+	daily      int
 	batchSize  int
 	linger     time.Duration
 	waitParked bool
@@ -84,6 +85,7 @@ func (f *jobFlags) register(fs *flag.FlagSet, sending bool) {
 	fs.IntVar(&f.tailEvents, "tail-events", job.DefaultTailEvents, "with --route auto, the most `events` the trailing partitions may hold to go through /2/httpapi")
 	fs.IntVar(&f.eps, "eps", chunker.DefaultEPS, "pace per device_id and user_id on /batch, in `events/s` averaged over 30 s (Amplitude's limit is 1000; its backfill guidance says 300)")
 	fs.IntVar(&f.httpEPS, "http-eps", pipeline.DefaultHTTPEPS, "pace per device_id and user_id on /2/httpapi, in `events/s` (Amplitude's limit is 30)")
+	fs.IntVar(&f.daily, "daily-budget", 0, "cap each device_id and user_id at this many `events` per rolling 24 h, below Amplitude's daily quota (500,000), parking the rest for a later run instead of meeting 429s (default: no cap)")
 	if !sending {
 		return
 	}
@@ -133,6 +135,7 @@ func (f *jobFlags) config(sources []string, env *environ, stderr io.Writer) (job
 		Lanes:                  f.lanes,
 		EPS:                    f.eps,
 		HTTPEPS:                f.httpEPS,
+		DailyBudget:            f.daily,
 		BatchSize:              f.batchSize,
 		Linger:                 f.linger,
 		WaitParked:             f.waitParked,
