@@ -330,9 +330,14 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 	defer abort(nil)
 
 	tracker := checkpoint.NewTracker(state)
+	stats := cfg.Stats
+	if stats == nil {
+		stats = new(pipeline.Stats)
+	}
 	save := func(ctx context.Context) error {
 		st := *state
 		tracker.Fill(&st, func(s *checkpoint.State) { s.DeadLetterSize = dl.Size() })
+		st.Parked = stats.ParkedIDs(time.Now())
 		if _, err := dl.Sync(); err != nil {
 			return fmt.Errorf("sync dead-letter file: %w", err)
 		}
@@ -372,10 +377,6 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 			dailyBudget = max(1, dailyBudget/shardCount)
 		}
 		log.Info("sharded run: pacing each id at 1/COUNT of the rate", "shard", cfg.Shard, "eps", eps, "http_eps", httpEPS)
-	}
-	stats := cfg.Stats
-	if stats == nil {
-		stats = new(pipeline.Stats)
 	}
 	objs, runErr := pipeline.Run(runCtx, soft, pipeline.Config{
 		Lanes:           cfg.Lanes,

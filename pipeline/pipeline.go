@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"io"
 	"log/slog"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -223,8 +224,42 @@ type Stats struct {
 	// on the run's duration.
 	Hottest hotids.IDCount
 
+	parkMu sync.Mutex
+	parked map[string]checkpoint.ParkedID // by kind + ":" + id
+
 	bytesDone atomic.Int64 // stored bytes of the objects finished
 	cur       atomic.Pointer[byteCounter]
+}
+
+// ParkedIDs returns the ids parked for Amplitude's daily quota whose
+// parking has not ended at now, sorted. The checkpoint records them for
+// `backfill status`; a later run simply tries them again (one request each
+// at most before they are parked anew if the quota still holds).
+func (s *Stats) ParkedIDs(now time.Time) []checkpoint.ParkedID {
+	s.parkMu.Lock()
+	defer s.parkMu.Unlock()
+	out := make([]checkpoint.ParkedID, 0, len(s.parked))
+	for _, p := range s.parked {
+		if p.Until.After(now) {
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Kind != out[j].Kind {
+			return out[i].Kind < out[j].Kind
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+func (s *Stats) park(p checkpoint.ParkedID) {
+	s.parkMu.Lock()
+	defer s.parkMu.Unlock()
+	if s.parked == nil {
+		s.parked = map[string]checkpoint.ParkedID{}
+	}
+	s.parked[p.Kind+":"+p.ID] = p
 }
 
 // byteCounter is implemented by decoders that report the stored bytes they
@@ -296,6 +331,7 @@ func (r *run) run(hard, soft context.Context) ([]ObjectStat, error) {
 	if cfg.DailyBudget > 0 {
 		daily = chunker.NewDailyBudget(cfg.DailyBudget)
 	}
+
 	for route := range r.lanes {
 		maxBytes := cfg.MaxBatchBytes
 		if backfill.Route(route) == backfill.RouteHTTP {
@@ -841,11 +877,14 @@ func (r *run) sendBatch(ctx context.Context, route backfill.Route, l *chunker.La
 	}
 	if len(res.Parked) > 0 {
 		b := r.budget(route, l)
+		until := now.Add(r.cfg.ParkFor)
 		for _, id := range res.QuotaDevices {
-			b.Pause(chunker.Device, id, now.Add(r.cfg.ParkFor))
+			b.Pause(chunker.Device, id, until)
+			r.stats.park(checkpoint.ParkedID{Kind: "device", ID: id, Until: until})
 		}
 		for _, id := range res.QuotaUsers {
-			b.Pause(chunker.User, id, now.Add(r.cfg.ParkFor))
+			b.Pause(chunker.User, id, until)
+			r.stats.park(checkpoint.ParkedID{Kind: "user", ID: id, Until: until})
 		}
 		again := make([]backfill.Event, 0, len(res.Parked))
 		for _, i := range res.Parked {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"sort"
 	"text/tabwriter"
+	"time"
 
 	"github.com/backfillhq/backfill/checkpoint"
 	"github.com/backfillhq/backfill/job"
@@ -179,8 +180,12 @@ func cmdStatus(ctx context.Context, args []string, env *environ, stdout, stderr 
 		fmt.Fprintf(stdout, "%s: %s; %d runs; updated %s\n", label, state, st.RunCount, st.Updated.Format("2006-01-02 15:04:05 MST"))
 		fmt.Fprintf(stdout, "  events read %d = accepted %d + rejected %d; requests batch %d, httpapi %d; 429s %d; retries %d\n",
 			c.EventsRead, c.EventsAccepted, c.EventsRejected+c.EventsFiltered, c.RequestsBatch, c.RequestsHTTPAPI, c.Responses429, c.Retries)
-		if len(st.Parked) > 0 {
-			fmt.Fprintf(stdout, "  %d ids parked for the daily quota\n", len(st.Parked))
+		for i, p := range st.Parked {
+			if i == 5 {
+				fmt.Fprintf(stdout, "  ... and %d more parked ids\n", len(st.Parked)-i)
+				break
+			}
+			fmt.Fprintf(stdout, "  parked for Amplitude's daily quota: %s %s until %s\n", p.Kind, p.ID, p.Until.Format(time.RFC3339))
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "  OBJECT\tSTATE\tSETTLED\tWATERMARK\tTOTAL\tERROR")
