@@ -49,6 +49,7 @@ Commands:
   report     reprint the summary of a finished or running job
   emulator   serve a local fake of Amplitude's /batch and /2/httpapi
   version    print the version
+  completion print a bash or zsh completion script
 
 Run 'backfill <command> -h' for the flags of a command.
 
@@ -101,6 +102,8 @@ func Main(hard, soft context.Context, args []string, stdout, stderr io.Writer) i
 		err = cmdStatus(hard, rest, env, stdout, stderr, true)
 	case "emulator":
 		err = runEmulator(soft, rest, stdout, stderr)
+	case "completion":
+		err = cmdCompletion(rest, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "backfill %s (commit %s)\n", Version, Commit)
 		return ExitOK
@@ -126,7 +129,7 @@ func exitCode(err error, stderr io.Writer, key string) int {
 		return ExitOK
 	case errors.Is(err, errUsageShown):
 		return ExitUsage
-	case errors.Is(err, job.ErrUsage), errors.Is(err, checkpoint.ErrMismatch):
+	case errors.Is(err, job.ErrUsage), errors.Is(err, errUsage), errors.Is(err, checkpoint.ErrMismatch):
 		code = ExitUsage
 	case errors.Is(err, job.ErrRejected):
 		return ExitRejected // the summary already said it
