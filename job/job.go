@@ -101,6 +101,7 @@ type Config struct {
 	// State and output.
 	Checkpoint      string
 	CheckpointEvery time.Duration
+	ShutdownTimeout time.Duration
 	Shard           string // "i/n" or ""
 	DeadLetter      string
 	ReportFile      string
@@ -391,6 +392,7 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 		Reprocess:       cfg.Force, // --force re-reads objects changed since the checkpoint
 		Logger:          log,
 		CheckpointEvery: cfg.CheckpointEvery,
+		ShutdownTimeout: cfg.ShutdownTimeout,
 	}, pipeline.Deps{
 		Objects:    plan.Lister(hard, rd),
 		Mapper:     mapper,

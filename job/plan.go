@@ -57,10 +57,15 @@ func InShard(url string, i, n int) bool {
 // partitionOf returns the partition name of an object: its hive-style
 // folder (the deepest path segment "k=v") or the object itself.
 func partitionOf(obj reader.Object) string {
-	dir := path.Dir(obj.URL)
+	// Keep "scheme://" out of path.Dir, which would clean it to "scheme:/".
+	scheme, p := "", obj.URL
+	if i := strings.Index(p, "://"); i >= 0 {
+		scheme, p = p[:i+3], p[i+3:]
+	}
+	dir := path.Dir(p)
 	for d := dir; d != "." && d != "/" && strings.Contains(d, "/"); d = path.Dir(d) {
 		if strings.Contains(path.Base(d), "=") {
-			return d + "/"
+			return scheme + d + "/"
 		}
 		if path.Dir(d) == d {
 			break

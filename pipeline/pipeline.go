@@ -29,6 +29,7 @@ const (
 	DefaultMapWorkers      = 2
 	DefaultCheckpointEvery = 5 * time.Second
 	DefaultParkFor         = time.Hour // Amplitude's daily-quota window rolls hourly
+	DefaultShutdownTimeout = 30 * time.Second
 	// DefaultHTTPEPS paces each id on /2/httpapi: 80% of its 30 events/s
 	// limit, the safety margin for the tail route.
 	DefaultHTTPEPS = 24
@@ -116,6 +117,9 @@ type Config struct {
 	MapWorkers int
 	// CheckpointEvery is the interval between checkpoint saves.
 	CheckpointEvery time.Duration
+	// ShutdownTimeout is how long requests in flight may take to finish
+	// after the soft context ends; default DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
 	// WaitParked keeps the run going while ids are parked for their daily
 	// quota, instead of ending with ErrParked.
 	WaitParked bool
@@ -161,6 +165,9 @@ func (c *Config) defaults() {
 	}
 	if c.CheckpointEvery <= 0 {
 		c.CheckpointEvery = DefaultCheckpointEvery
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	if c.ParkFor <= 0 {
 		c.ParkFor = DefaultParkFor
@@ -355,13 +362,26 @@ func (r *run) run(hard, soft context.Context) ([]ObjectStat, error) {
 
 	// hard governs senders and the checkpointer; readCtx governs reading and
 	// ends on the soft signal or when any stage fails.
-	g, gctx := errgroup.WithContext(hard)
+	// After the soft signal, requests in flight get ShutdownTimeout to
+	// finish (a retry loop in an outage could otherwise hold the exit for
+	// minutes); then they are cancelled and stay unsettled.
+	sendCtx, stopSend := context.WithCancel(hard)
+	defer stopSend()
+	g, gctx := errgroup.WithContext(sendCtx)
 	readCtx, stopRead := context.WithCancel(gctx)
 	defer stopRead()
 	go func() {
 		select {
 		case <-soft.Done():
 			stopRead()
+			t := time.NewTimer(cfg.ShutdownTimeout)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				r.log.Warn("requests still in flight after the shutdown timeout; cancelling them (their events stay unsettled and are sent by the next run)", "timeout", cfg.ShutdownTimeout)
+				stopSend()
+			case <-gctx.Done():
+			}
 		case <-readCtx.Done():
 		}
 	}()

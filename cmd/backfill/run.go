@@ -50,6 +50,7 @@ type jobFlags struct {
 	// state
 	checkpoint      string
 	checkpointEvery time.Duration
+	shutdownTimeout time.Duration
 	shard           string
 	shardCount      int
 	deadLetter      string
@@ -100,6 +101,7 @@ func (f *jobFlags) register(fs *flag.FlagSet, sending bool) {
 	fs.DurationVar(&f.linger, "linger", chunker.DefaultLinger, "how long a request that is not full waits for more events")
 	fs.BoolVar(&f.waitParked, "wait-parked", false, "keep running while ids over Amplitude's daily quota are parked (default: stop with exit code 4 and resume later)")
 	fs.DurationVar(&f.checkpointEvery, "checkpoint-every", pipeline.DefaultCheckpointEvery, "interval between checkpoint saves")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", pipeline.DefaultShutdownTimeout, "after Ctrl-C/SIGTERM, how long requests in flight may take to finish before they are cancelled")
 	fs.StringVar(&f.deadLetter, "dead-letter", "", "dead-letter `file` for rejected records (default: dead-letter.jsonl in the checkpoint directory)")
 	fs.StringVar(&f.report, "report", "", "write the JSON report to this `file` (default: report.json in the checkpoint directory)")
 	fs.BoolVar(&f.force, "force", false, "resume although the configuration changed, take over a lock, or truncate an unaccounted dead-letter file")
@@ -141,6 +143,7 @@ func (f *jobFlags) config(sources []string, env *environ, stderr io.Writer) (job
 		WaitParked:             f.waitParked,
 		Checkpoint:             f.checkpoint,
 		CheckpointEvery:        f.checkpointEvery,
+		ShutdownTimeout:        f.shutdownTimeout,
 		Shard:                  f.shard,
 		DeadLetter:             f.deadLetter,
 		ReportFile:             f.report,
