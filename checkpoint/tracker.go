@@ -122,6 +122,12 @@ func (t *Tracker) Begin(object, fingerprint string) Start {
 		tr = newTrack(fingerprint)
 		t.objs[object] = tr
 	case fingerprint != "" && tr.obj.Fingerprint != "" && tr.obj.Fingerprint != fingerprint:
+		// The discarded progress leaves the job's event counters too, or
+		// the records read again would be counted twice.
+		t.counters.EventsRead -= tr.obj.Read
+		t.counters.EventsAccepted -= tr.obj.Accepted
+		t.counters.EventsRejected -= tr.obj.Rejected
+		t.counters.EventsFiltered -= tr.obj.Filtered
 		tr = newTrack(fingerprint)
 		t.objs[object] = tr
 		changed = true

@@ -320,7 +320,8 @@ func (r *Report) WriteSummary(w io.Writer) {
 	}
 	for _, o := range r.Objects {
 		if o.Error != "" {
-			fmt.Fprintf(w, "  failed: %s: %s\n", o.URL, o.Error)
+			// Reader errors already start with the URL.
+			fmt.Fprintf(w, "  failed: %s: %s\n", o.URL, strings.TrimPrefix(o.Error, o.URL+": "))
 		}
 	}
 	if len(r.RejectionReasons) > 0 {

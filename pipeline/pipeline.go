@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -565,6 +566,9 @@ func (r *run) readObject(ctx context.Context, obj Object, jobs, ordered chan<- *
 		r.objectStat(obj.URL, func(s *ObjectStat) { s.Err = msg; s.Finished = time.Now() })
 		r.log.Error("object failed", "object", obj.URL, "err", msg)
 		if r.cfg.FailFast {
+			if strings.HasPrefix(msg, obj.URL) { // reader errors name the object already
+				return err
+			}
 			return fmt.Errorf("%s: %w", obj.URL, err)
 		}
 		return nil

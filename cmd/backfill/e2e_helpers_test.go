@@ -17,7 +17,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -87,11 +86,22 @@ func (r result) String() string {
 // runMain runs the command line args in-process.
 func runMain(t *testing.T, args ...string) result {
 	t.Helper()
+	return runMainSoft(t, context.Background(), args...)
+}
+
+// runMainSoft is runMain with soft as the context whose end asks for a
+// graceful stop (the first Ctrl-C).
+func runMainSoft(t *testing.T, soft context.Context, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 75*time.Second)
 	defer cancel()
+	soft, cancelSoft := context.WithCancel(soft)
+	defer cancelSoft()
+	stop := context.AfterFunc(ctx, cancelSoft)
+	defer stop()
 	var stdout, stderr syncBuffer
 	start := time.Now()
-	code := Main(ctx, ctx, args, &stdout, &stderr)
+	code := Main(ctx, soft, args, &stdout, &stderr)
 	r := result{code: code, stdout: stdout.String(), stderr: stderr.String(), elapsed: time.Since(start)}
 	if ctx.Err() != nil {
 		t.Fatalf("backfill %s: timed out\n%s", strings.Join(args, " "), r)
@@ -494,23 +504,4 @@ func checkDeadLetter(t *testing.T, path string, want []wantBad) {
 			t.Errorf("dead-letter %s record %d: line %d, want %d", w.object, w.record, e.Line, w.record+1)
 		}
 	}
-}
-
-// routes counts received events per route.
-func routes(got map[string]emulator.Recorded) map[backfill.Route]int {
-	m := map[backfill.Route]int{}
-	for _, r := range got {
-		m[r.Route]++
-	}
-	return m
-}
-
-// sortedKeys returns m's keys in order (for messages).
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
