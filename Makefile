@@ -37,6 +37,24 @@ tidy:
 	$(GO) mod tidy
 	git diff --exit-code go.mod go.sum
 
+# Benchmarks (bench/ is a separate module, never part of `make test`).
+# Datasets are generated once into .bench/ (git-ignored); the tables of
+# BENCHMARKS.md are rewritten between their markers. Knobs:
+#   BENCH_SIZES=1000000            quick mode (default: 1000000,5000000)
+#   BENCH_FORMATS=jsonl,parquet    subset of jsonl,jsonl.gz,csv,parquet
+#   BENCH_ARGS='-sdk=false'        extra flags of `bench throughput` / `bench skew`
+#   BENCH_SKEW_ARGS='-top 4200 -zipf 1.2 -eps 50 -sdk-cap 3m'
+BENCH_SIZES   ?= 1000000,5000000
+BENCH_FORMATS ?= jsonl,jsonl.gz,csv,parquet
+BENCH_ARGS    ?=
+BENCH_SKEW_ARGS ?=
+
+bench: build
+	cd bench && $(GO) build -o ../bin/bench ./cmd/bench && ../bin/bench throughput -sizes $(BENCH_SIZES) -formats $(BENCH_FORMATS) $(BENCH_ARGS)
+
+bench-skew: build
+	cd bench && $(GO) build -o ../bin/bench ./cmd/bench && ../bin/bench skew $(BENCH_SKEW_ARGS) $(BENCH_ARGS)
+
 emulator: build
 	./$(BIN) emulator --addr 127.0.0.1:8080
 

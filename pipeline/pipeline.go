@@ -654,6 +654,7 @@ func (r *run) readObject(ctx context.Context, obj Object, jobs, ordered chan<- *
 		}
 	}
 	tr.EOF(obj.URL, total)
+	r.log.Debug("object read", "object", obj.URL, "records", records, "route", obj.Route.String())
 	r.stats.ObjectsDone.Add(1)
 	r.objectStat(obj.URL, func(s *ObjectStat) { s.Records = records; s.Finished = time.Now() })
 	return nil
@@ -845,6 +846,8 @@ func (r *run) lane(hard, readCtx context.Context, route backfill.Route, l *chunk
 func (r *run) sendBatch(ctx context.Context, route backfill.Route, l *chunker.Lane, evs []backfill.Event) error {
 	res, err := r.deps.Sender.Send(ctx, route, evs)
 	st := res.Stats
+	r.log.Debug("request settled", "route", route.String(), "events", len(evs), "accepted", len(res.Accepted),
+		"rejected", len(res.Rejected), "throttled", len(res.Throttled), "parked", len(res.Parked), "requests", st.Requests, "retries", st.Retries)
 	if route == backfill.RouteHTTP {
 		r.stats.RequestsHTTPAPI.Add(int64(st.Requests))
 	} else {
