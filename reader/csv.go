@@ -14,6 +14,7 @@ import (
 	"github.com/valyala/fastjson"
 
 	"github.com/backfillhq/backfill"
+	"github.com/backfillhq/backfill/internal/jsonstr"
 )
 
 // csvConfig is what the CSV decoder needs from Options.
@@ -258,7 +259,7 @@ func (n *colNode) appendObject(b []byte, row []string) (out []byte, wrote bool, 
 		if wrote {
 			b = append(b, ',')
 		}
-		b, _ = appendString(b, k.name)
+		b, _ = jsonstr.Append(b, k.name)
 		b = append(b, ':')
 		if k.col < 0 {
 			var sub bool
@@ -319,6 +320,6 @@ func appendCell(b []byte, cell, typ string) ([]byte, error) {
 		}
 		return append(b, t...), nil
 	}
-	b, _ = appendString(b, cell)
+	b, _ = jsonstr.Append(b, cell)
 	return b, nil
 }

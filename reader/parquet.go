@@ -23,6 +23,7 @@ import (
 	"gocloud.dev/blob"
 
 	"github.com/backfillhq/backfill"
+	"github.com/backfillhq/backfill/internal/jsonstr"
 )
 
 // Range-read tuning for Parquet over object storage. A read fetches exactly
@@ -345,7 +346,7 @@ func (p *parquetDecoder) next() (rec backfill.Record, err error) {
 		}
 		n++
 		name := sc.Field(c).Name
-		b, _ = appendString(b, name)
+		b, _ = jsonstr.Append(b, name)
 		b = append(b, ':')
 		if b, err = appendValue(b, col, i); err != nil {
 			p.out = b
@@ -395,17 +396,17 @@ func appendValue(b []byte, a arrow.Array, i int) ([]byte, error) {
 	case *array.Float64:
 		return appendFloatOrNull(b, a.Value(i), 64), nil
 	case *array.String:
-		if b, ok = appendString(b, a.Value(i)); !ok {
+		if b, ok = jsonstr.Append(b, a.Value(i)); !ok {
 			return b, errInvalidUTF8
 		}
 		return b, nil
 	case *array.LargeString:
-		if b, ok = appendString(b, a.Value(i)); !ok {
+		if b, ok = jsonstr.Append(b, a.Value(i)); !ok {
 			return b, errInvalidUTF8
 		}
 		return b, nil
 	case *array.StringView:
-		if b, ok = appendString(b, a.Value(i)); !ok {
+		if b, ok = jsonstr.Append(b, a.Value(i)); !ok {
 			return b, errInvalidUTF8
 		}
 		return b, nil
@@ -440,7 +441,7 @@ func appendValue(b []byte, a arrow.Array, i int) ([]byte, error) {
 				b = append(b, ',')
 			}
 			n++
-			b, _ = appendString(b, st.Field(j).Name)
+			b, _ = jsonstr.Append(b, st.Field(j).Name)
 			b = append(b, ':')
 			var err error
 			if b, err = appendValue(b, f, i); err != nil {
@@ -462,11 +463,11 @@ func appendValue(b []byte, a arrow.Array, i int) ([]byte, error) {
 			}
 			n++
 			if ks, isStr := keys.(*array.String); isStr {
-				if b, ok = appendString(b, ks.Value(k)); !ok {
+				if b, ok = jsonstr.Append(b, ks.Value(k)); !ok {
 					return b, errInvalidUTF8
 				}
 			} else {
-				b, _ = appendString(b, keys.ValueStr(k))
+				b, _ = jsonstr.Append(b, keys.ValueStr(k))
 			}
 			b = append(b, ':')
 			var err error
@@ -498,7 +499,7 @@ func appendValue(b []byte, a arrow.Array, i int) ([]byte, error) {
 	case arrow.DECIMAL32, arrow.DECIMAL64, arrow.DECIMAL128, arrow.DECIMAL256:
 		return append(b, a.ValueStr(i)...), nil
 	case arrow.TIME32, arrow.TIME64:
-		b, _ = appendString(b, a.ValueStr(i))
+		b, _ = jsonstr.Append(b, a.ValueStr(i))
 		return b, nil
 	}
 	v, err := json.Marshal(a.GetOneForMarshal(i))
@@ -517,7 +518,7 @@ func appendFloatOrNull(b []byte, f float64, bits int) []byte {
 
 func appendBinary(b, v []byte) []byte {
 	if utf8.Valid(v) {
-		b, _ = appendString(b, v)
+		b, _ = jsonstr.Append(b, v)
 		return b
 	}
 	b = append(b, '"')

@@ -5,52 +5,16 @@ import (
 	"unicode/utf8"
 
 	"github.com/valyala/fastjson"
-)
 
-const hexDigits = "0123456789abcdef"
+	"github.com/backfillhq/backfill/internal/jsonstr"
+)
 
 // AppendString appends s to dst as a JSON string. Unlike fastjson's own
 // encoder it always produces valid JSON: control characters become \u00XX
 // escapes and invalid UTF-8 bytes become U+FFFD.
 func AppendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
+	dst, _ = jsonstr.Append(dst, s)
+	return dst
 }
 
 // AppendValue appends v to dst as compact, valid JSON. It fails on a number
