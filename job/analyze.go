@@ -52,26 +52,16 @@ func LowerBound(n int64, eps int) time.Duration {
 
 // Analyze reads, maps and validates every record of the job's sources.
 func Analyze(ctx context.Context, cfg Config) (*Analysis, error) {
-	if cfg.APIKey == "" {
-		cfg.APIKey = "unused" // nothing is sent
-	}
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.validateNoSend(); err != nil {
 		return nil, err
 	}
-	mapper, err := newMapper(&cfg)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
-	}
-	rd, err := reader.New(readerOptions(&cfg))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
-	}
-	defer rd.Close()
-	si, sn, err := ParseShard(cfg.Shard)
+	st, err := cfg.openStages()
 	if err != nil {
 		return nil, err
 	}
-	plan, err := Plan(ctx, rd, &cfg, si, sn)
+	defer st.rd.Close()
+	mapper, rd := st.mapper, st.rd
+	plan, err := Plan(ctx, rd, &cfg, st.shard, st.shards)
 	if err != nil {
 		return nil, err
 	}
@@ -196,9 +186,22 @@ func (p *PlanResult) WritePlan(ctx context.Context, rd *reader.Reader, w io.Writ
 	return nil
 }
 
-// OpenReader returns a reader configured like a run of cfg (for plan).
-func OpenReader(cfg *Config) (*reader.Reader, error) {
-	return reader.New(readerOptions(cfg))
+// DryRun lists the objects of cfg in processing order with their routes,
+// sending nothing.
+func DryRun(ctx context.Context, cfg Config, w io.Writer) error {
+	if err := cfg.validateNoSend(); err != nil {
+		return err
+	}
+	st, err := cfg.openStages()
+	if err != nil {
+		return err
+	}
+	defer st.rd.Close()
+	p, err := Plan(ctx, st.rd, &cfg, st.shard, st.shards)
+	if err != nil {
+		return err
+	}
+	return p.WritePlan(ctx, st.rd, w)
 }
 
 func humanBytes(n int64) string {

@@ -241,20 +241,12 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 	log := cfg.Logger
 	started := time.Now()
 
-	mapper, err := newMapper(&cfg)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
-	}
-	rd, err := reader.New(readerOptions(&cfg))
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
-	}
-	defer rd.Close()
-
-	shardIdx, shardCount, err := ParseShard(cfg.Shard)
+	st, err := cfg.openStages()
 	if err != nil {
 		return nil, err
 	}
+	defer st.rd.Close()
+	mapper, rd, shardIdx, shardCount := st.mapper, st.rd, st.shard, st.shards
 	storeOpts := checkpoint.Options{Logger: log}
 	if shardCount > 1 {
 		storeOpts.Name = checkpoint.ShardName(shardIdx, shardCount)
@@ -269,9 +261,6 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer lock.Release(context.WithoutCancel(hard))
-	if prev, ok := lock.TookOver(); ok {
-		log.Warn("took over a stale checkpoint lock", "previous_owner", prev.String())
-	}
 
 	state, err := store.Load(hard)
 	fresh := errors.Is(err, checkpoint.ErrNoCheckpoint)
@@ -414,6 +403,39 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	return rep, rep.Err()
+}
+
+// stages are the read side of a job: the reader, the mapper and the shard.
+type stages struct {
+	mapper        *mapping.Mapper
+	rd            *reader.Reader
+	shard, shards int
+}
+
+// openStages builds the read side of cfg (validated); close st.rd after use.
+func (c *Config) openStages() (*stages, error) {
+	si, sn, err := ParseShard(c.Shard)
+	if err != nil {
+		return nil, err
+	}
+	m, err := newMapper(c)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	rd, err := reader.New(readerOptions(c))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	return &stages{mapper: m, rd: rd, shard: si, shards: sn}, nil
+}
+
+// validateNoSend validates a configuration that sends nothing (plan,
+// validate, dry runs), where no API key is needed.
+func (c *Config) validateNoSend() error {
+	if c.APIKey == "" {
+		c.APIKey = "unused" // nothing is sent
+	}
+	return c.Validate()
 }
 
 func readerOptions(cfg *Config) reader.Options {

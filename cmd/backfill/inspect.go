@@ -63,7 +63,7 @@ func inspect(ctx context.Context, name, usage string, args []string, env *enviro
 		return err
 	}
 	if name == "plan" {
-		if err := printPlan(ctx, cfg, stdout, false); err != nil {
+		if err := job.DryRun(ctx, cfg, stdout); err != nil {
 			return err
 		}
 		fmt.Fprintln(stdout)
@@ -79,30 +79,6 @@ func inspect(ctx context.Context, name, usage string, args []string, env *enviro
 		}
 	}
 	return nil
-}
-
-// printPlan lists the objects and routes of cfg.
-func printPlan(ctx context.Context, cfg job.Config, w io.Writer, _ bool) error {
-	if cfg.APIKey == "" {
-		cfg.APIKey = "unused"
-	}
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	rd, err := job.OpenReader(&cfg)
-	if err != nil {
-		return err
-	}
-	defer rd.Close()
-	si, sn, err := job.ParseShard(cfg.Shard)
-	if err != nil {
-		return err
-	}
-	p, err := job.Plan(ctx, rd, &cfg, si, sn)
-	if err != nil {
-		return err
-	}
-	return p.WritePlan(ctx, rd, w)
 }
 
 const statusUsage = `Usage: backfill status [--checkpoint LOCATION] [--json]

@@ -286,7 +286,7 @@ func cmdRun(hard, soft context.Context, args []string, env *environ, stdout, std
 // outcome to the errors exitCode understands.
 func execute(hard, soft context.Context, cfg job.Config, f *jobFlags, log *slog.Logger, stdout, stderr io.Writer) error {
 	if f.dryRun {
-		return dryRun(hard, cfg, stdout)
+		return job.DryRun(hard, cfg, stdout)
 	}
 	cfg.Logger = log
 	stats := new(pipeline.Stats)
@@ -325,13 +325,6 @@ func execute(hard, soft context.Context, cfg job.Config, f *jobFlags, log *slog.
 		return errIncomplete
 	}
 	return err
-}
-
-func dryRun(ctx context.Context, cfg job.Config, stdout io.Writer) error {
-	if err := cfg.Validate(); err != nil {
-		return err
-	}
-	return printPlan(ctx, cfg, stdout, false)
 }
 
 var _ = os.Stdout
