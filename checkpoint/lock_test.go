@@ -15,6 +15,8 @@ import (
 	"gocloud.dev/blob/memblob"
 
 	"github.com/backfillhq/backfill/checkpoint"
+
+	"github.com/backfillhq/backfill/internal/testutil"
 )
 
 func TestLocalLockContention(t *testing.T) {
@@ -118,7 +120,7 @@ func TestBucketLock(t *testing.T) {
 		}
 	}
 	s3 := func(t *testing.T) func(string) *checkpoint.Store {
-		u := fakeS3(t, "locks", "job1")
+		u := testutil.StartS3(t, "locks").URL("locks", "job1")
 		return func(name string) *checkpoint.Store {
 			s, err := checkpoint.Open(context.Background(), u, checkpoint.Options{Name: name, Logger: quietLogger(new(bytes.Buffer))})
 			if err != nil {

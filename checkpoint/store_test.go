@@ -5,20 +5,18 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/johannesboyne/gofakes3"
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"gocloud.dev/blob"
 	"gocloud.dev/blob/memblob"
 
 	"github.com/backfillhq/backfill/checkpoint"
+
+	"github.com/backfillhq/backfill/internal/testutil"
 )
 
 var t0 = time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
@@ -52,38 +50,6 @@ func quietLogger(buf *bytes.Buffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(buf, nil))
 }
 
-// isolateAWS keeps the AWS SDK away from the developer's config and the EC2
-// metadata endpoint (deps.md §2).
-func isolateAWS(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", "test")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
-	t.Setenv("AWS_SESSION_TOKEN", "")
-	t.Setenv("AWS_PROFILE", "")
-	t.Setenv("AWS_CONFIG_FILE", "/dev/null")
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null")
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-}
-
-// fakeS3 starts gofakes3 with an empty bucket and returns an s3:// URL for
-// prefix in it.
-func fakeS3(t *testing.T, bucket, prefix string) string {
-	t.Helper()
-	isolateAWS(t)
-	be := s3mem.New()
-	if err := be.CreateBucket(bucket); err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(gofakes3.New(be).Server())
-	t.Cleanup(ts.Close)
-	q := url.Values{}
-	q.Set("endpoint", ts.URL)
-	q.Set("region", "us-east-1")
-	q.Set("use_path_style", "true")
-	q.Set("response_checksum_validation", "when_required")
-	q.Set("request_checksum_calculation", "when_required")
-	return "s3://" + bucket + "/" + prefix + "?" + q.Encode()
-}
-
 // location is a way to open two Stores on the same place.
 type location struct {
 	name string
@@ -115,7 +81,7 @@ func locations(t *testing.T) []location {
 		}},
 		{name: "S3", open: openURL(func() string {
 			if s3url == "" {
-				s3url = fakeS3(t, "ckpt", "state/job1")
+				s3url = testutil.StartS3(t, "ckpt").URL("ckpt", "state/job1")
 			}
 			return s3url
 		})},

@@ -20,19 +20,9 @@ import (
 
 	"github.com/backfillhq/backfill/fixtures/fixturegen"
 	"github.com/backfillhq/backfill/reader"
-)
 
-// isolateAWS keeps the AWS SDK away from the developer's config and the EC2
-// metadata endpoint.
-func isolateAWS(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", "test")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
-	t.Setenv("AWS_SESSION_TOKEN", "")
-	t.Setenv("AWS_PROFILE", "")
-	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-}
+	"github.com/backfillhq/backfill/internal/testutil"
+)
 
 // getLog records the GET requests a fake server answered.
 type getLog struct {
@@ -173,7 +163,7 @@ func checkCloud(t *testing.T, r *reader.Reader, base, query string, log *getLog,
 }
 
 func TestS3(t *testing.T) {
-	isolateAWS(t)
+	testutil.IsolateAWS(t)
 	objs := cloudObjects(t)
 	backend := s3mem.New()
 	if err := backend.CreateBucket("events"); err != nil {

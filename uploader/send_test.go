@@ -10,6 +10,8 @@ import (
 
 	"github.com/backfillhq/backfill"
 	"github.com/backfillhq/backfill/uploader"
+
+	"github.com/backfillhq/backfill/internal/testutil"
 )
 
 // ids maps original indexes to insert ids, for comparing with what the
@@ -319,7 +321,7 @@ func TestSendClassification(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			srv := newServer(t, tt.replies...)
-			var logs lockedBuffer
+			var logs testutil.SyncBuffer
 			c, sl := newClient(t, srv, &logs, tt.opts)
 			events := makeEvents(tt.n)
 			if tt.events != nil {
@@ -440,7 +442,7 @@ func TestSendClassification(t *testing.T) {
 
 func TestSendInvalidKeyRedacted(t *testing.T) {
 	srv := newServer(t, r(400, body400Key))
-	var logs lockedBuffer
+	var logs testutil.SyncBuffer
 	c, _ := newClient(t, srv, &logs, nil)
 	_, err := c.Send(context.Background(), backfill.RouteHTTP, makeEvents(1))
 	if !errors.Is(err, uploader.ErrFatal) {
@@ -461,7 +463,7 @@ func TestSendInvalidKeyRedacted(t *testing.T) {
 func TestSendLogsNetworkErrorWithoutKey(t *testing.T) {
 	// A key that is also part of the URL would show in transport errors.
 	srv := newServer(t, reply{hangup: true}, r(200, body200))
-	var logs lockedBuffer
+	var logs testutil.SyncBuffer
 	c, _ := newClient(t, srv, &logs, func(o *uploader.Options) {
 		o.Endpoint = srv.URL + "/" + testKey
 	})

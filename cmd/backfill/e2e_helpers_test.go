@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,6 +26,8 @@ import (
 	"github.com/backfillhq/backfill/emulator"
 	"github.com/backfillhq/backfill/job"
 	"github.com/backfillhq/backfill/mapping"
+
+	"github.com/backfillhq/backfill/internal/testutil"
 )
 
 // e2eKey is the API key of most end-to-end runs.
@@ -51,25 +52,6 @@ func startEmulator(t *testing.T, cfg emulator.Config) *emu {
 	ts := httptest.NewServer(s)
 	t.Cleanup(ts.Close)
 	return &emu{Server: s, URL: ts.URL}
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of loggers and
-// the progress display.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // result is the outcome of one Main call.
@@ -99,7 +81,7 @@ func runMainSoft(t *testing.T, soft context.Context, args ...string) result {
 	defer cancelSoft()
 	stop := context.AfterFunc(ctx, cancelSoft)
 	defer stop()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testutil.SyncBuffer
 	start := time.Now()
 	code := Main(ctx, soft, args, &stdout, &stderr)
 	r := result{code: code, stdout: stdout.String(), stderr: stderr.String(), elapsed: time.Since(start)}

@@ -18,6 +18,8 @@ import (
 
 	"github.com/backfillhq/backfill/emulator"
 	"github.com/backfillhq/backfill/fixtures/fixturegen"
+
+	"github.com/backfillhq/backfill/internal/testutil"
 )
 
 // csvTypesFlag is --csv-types for the fixtures (fixturegen.CSVColumnTypes).
@@ -144,18 +146,6 @@ func TestE2ELocalSources(t *testing.T) {
 	}
 }
 
-// isolateAWS keeps the AWS SDK away from the developer's config and the EC2
-// metadata endpoint.
-func isolateAWS(t *testing.T) {
-	t.Setenv("AWS_ACCESS_KEY_ID", "test")
-	t.Setenv("AWS_SECRET_ACCESS_KEY", "test")
-	t.Setenv("AWS_SESSION_TOKEN", "")
-	t.Setenv("AWS_PROFILE", "")
-	t.Setenv("AWS_CONFIG_FILE", os.DevNull)
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", os.DevNull)
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-}
-
 // bucketSources are the source forms tried against a bucket: a prefix, a
 // glob and a single object; query is appended to each.
 func bucketSources(t *testing.T, seeds map[string]int64, base, query string) []struct {
@@ -221,7 +211,7 @@ func runBucket(t *testing.T, seeds map[string]int64, base, query string) {
 
 // TestE2ES3 sends objects of every format from an in-process S3 (gofakes3).
 func TestE2ES3(t *testing.T) {
-	isolateAWS(t)
+	testutil.IsolateAWS(t)
 	objs, seeds := bucketObjects(t)
 	backend := s3mem.New()
 	if err := backend.CreateBucket("events"); err != nil {

@@ -5,8 +5,6 @@ package crashtest_test
 import (
 	"context"
 	"math/rand/v2"
-	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,12 +12,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/johannesboyne/gofakes3"
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"gocloud.dev/blob"
 	_ "gocloud.dev/blob/s3blob"
 
 	"github.com/backfillhq/backfill/checkpoint"
+
+	"github.com/backfillhq/backfill/internal/testutil"
 )
 
 // Settings of the crash runs.
@@ -161,41 +159,6 @@ func TestCrashBeforeFirstCheckpoint(t *testing.T) {
 	checkDelivery(t, in, srv, dl, filepath.Join(ck, "report.json"))
 }
 
-// awsEnv isolates the AWS SDK (here and in the child) from the developer's
-// configuration and from the EC2 metadata endpoint.
-var awsEnv = []string{
-	"AWS_ACCESS_KEY_ID=test",
-	"AWS_SECRET_ACCESS_KEY=test",
-	"AWS_CONFIG_FILE=/dev/null",
-	"AWS_SHARED_CREDENTIALS_FILE=/dev/null",
-	"AWS_EC2_METADATA_DISABLED=true",
-}
-
-// fakeS3 serves an in-process S3 with one empty bucket and returns the
-// checkpoint URL of prefix in it.
-func fakeS3(t *testing.T, bucket, prefix string) string {
-	t.Helper()
-	for _, kv := range awsEnv {
-		k, v, _ := strings.Cut(kv, "=")
-		t.Setenv(k, v)
-	}
-	t.Setenv("AWS_PROFILE", "")
-	t.Setenv("AWS_SESSION_TOKEN", "")
-	be := s3mem.New()
-	if err := be.CreateBucket(bucket); err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(gofakes3.New(be).Server())
-	t.Cleanup(ts.Close)
-	q := url.Values{}
-	q.Set("endpoint", ts.URL)
-	q.Set("use_path_style", "true")
-	q.Set("region", "us-east-1")
-	q.Set("response_checksum_validation", "when_required")
-	q.Set("request_checksum_calculation", "when_required")
-	return "s3://" + bucket + "/" + prefix + "?" + q.Encode()
-}
-
 // TestCrashS3 SIGKILLs runs whose checkpoint is in an S3 bucket.
 func TestCrashS3(t *testing.T) {
 	if testing.Short() {
@@ -203,13 +166,13 @@ func TestCrashS3(t *testing.T) {
 	}
 	rng := rand.New(rand.NewPCG(seed(t), 0))
 	srv, url := startEmulator(t, latency)
-	ck := fakeS3(t, "state", "job1")
+	ck := testutil.StartS3(t, "state").URL("state", "job1")
 	dir := t.TempDir()
 	dl, rep := filepath.Join(dir, "dead-letter.jsonl"), filepath.Join(dir, "report.json")
 	// A bucket lock cannot tell a dead owner from a live one: the killed
 	// run's lock goes stale after --lock-ttl without a heartbeat (one per
 	// checkpoint save), and --lock-wait makes the rerun wait for that.
-	j := newJob(t, url, awsEnv, append(crashFlags(), "--checkpoint", ck, "--dead-letter", dl, "--report", rep,
+	j := newJob(t, url, testutil.AWSEnv, append(crashFlags(), "--checkpoint", ck, "--dead-letter", dl, "--report", rep,
 		"--lock-ttl", "400ms", "--lock-wait", "15s")...)
 	bucket, err := blob.OpenBucket(context.Background(), strings.Replace(ck, "/job1?", "?", 1))
 	if err != nil {

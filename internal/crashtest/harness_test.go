@@ -4,7 +4,6 @@ package crashtest_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,7 +19,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -28,6 +26,8 @@ import (
 
 	"github.com/backfillhq/backfill/checkpoint"
 	"github.com/backfillhq/backfill/emulator"
+
+	"github.com/backfillhq/backfill/internal/testutil"
 )
 
 // Shared by every test: the binary and the input, built once.
@@ -183,34 +183,16 @@ func (j *job) with(flags ...string) *job {
 // proc is a started child process.
 type proc struct {
 	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
+	stdout, stderr *testutil.SyncBuffer
 	done           chan struct{}
 	err            error
-}
-
-// syncBuffer is a bytes.Buffer safe to read while the child writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func (j *job) start() *proc {
 	j.t.Helper()
 	cmd := exec.Command(binPath, j.args...)
 	cmd.Env = j.env
-	p := &proc{cmd: cmd, stdout: new(syncBuffer), stderr: new(syncBuffer), done: make(chan struct{})}
+	p := &proc{cmd: cmd, stdout: new(testutil.SyncBuffer), stderr: new(testutil.SyncBuffer), done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	if err := cmd.Start(); err != nil {
 		j.t.Fatalf("start backfill: %v", err)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/backfillhq/backfill/internal/testutil"
 )
 
 // TestLock runs two jobs on one checkpoint at once: the second fails fast
@@ -24,7 +26,7 @@ func TestLock(t *testing.T) {
 			if testing.Short() {
 				t.Skip("the bucket variant is skipped under -short")
 			}
-			return awsEnv, []string{"--checkpoint", fakeS3(t, "state", "job1"), "--lock-ttl", "1s", "--lock-wait", "15s"}
+			return testutil.AWSEnv, []string{"--checkpoint", testutil.StartS3(t, "state").URL("state", "job1"), "--lock-ttl", "1s", "--lock-wait", "15s"}
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
