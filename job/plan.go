@@ -25,7 +25,6 @@ type Partition struct {
 	Objects []reader.Object
 	Events  int64 // counted only for tail candidates; -1 when not counted
 	Route   backfill.Route
-	Why     string // why the route was chosen
 }
 
 // PlanResult is what the planner decided before any event is sent.

@@ -212,7 +212,6 @@ type Stats struct {
 	ObjectsDone     atomic.Int64
 	ObjectsFailed   atomic.Int64
 	ObjectsSkipped  atomic.Int64
-	BytesListed     atomic.Int64
 	Read            atomic.Int64 // records read this run
 	Accepted        atomic.Int64
 	Rejected        atomic.Int64
@@ -548,7 +547,6 @@ func (r *run) readObject(ctx context.Context, obj Object, jobs, ordered chan<- *
 	if start.Changed {
 		r.log.Warn("object changed since it was checkpointed; its progress restarts from the first record (already accepted events keep their insert_ids and are deduplicated by Amplitude)", "object", obj.URL)
 	}
-	r.stats.BytesListed.Add(obj.Size)
 	if start.Done {
 		r.stats.ObjectsSkipped.Add(1)
 		r.stats.ObjectsDone.Add(1)
@@ -888,7 +886,7 @@ func (r *run) sendBatch(ctx context.Context, route backfill.Route, l *chunker.La
 	}
 	now := r.cfg.Now()
 	if len(res.Throttled) > 0 {
-		b := r.budget(route, l)
+		b := l.Budget()
 		for _, id := range res.PauseDevices {
 			b.Pause(chunker.Device, id, now.Add(res.PauseFor))
 		}
@@ -903,7 +901,7 @@ func (r *run) sendBatch(ctx context.Context, route backfill.Route, l *chunker.La
 		l.Requeue(again, now)
 	}
 	if len(res.Parked) > 0 {
-		b := r.budget(route, l)
+		b := l.Budget()
 		until := now.Add(r.cfg.ParkFor)
 		for _, id := range res.QuotaDevices {
 			b.Pause(chunker.Device, id, until)
@@ -928,10 +926,6 @@ func (r *run) sendBatch(ctx context.Context, route backfill.Route, l *chunker.La
 		return err
 	}
 	return nil
-}
-
-func (r *run) budget(route backfill.Route, l *chunker.Lane) *chunker.Budget {
-	return l.Budget()
 }
 
 // checkpointer saves the tracker's state every CheckpointEvery until done.

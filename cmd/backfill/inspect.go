@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -191,5 +190,3 @@ func cmdStatus(ctx context.Context, args []string, env *environ, stdout, stderr 
 	}
 	return nil
 }
-
-var _ = errors.New

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
@@ -326,5 +325,3 @@ func execute(hard, soft context.Context, cfg job.Config, f *jobFlags, log *slog.
 	}
 	return err
 }
-
-var _ = os.Stdout
