@@ -302,6 +302,21 @@ func (l *Lane) Len() int {
 	return l.queued + l.spilled
 }
 
+// Release closes the lane's spill files; the events they hold are dropped
+// (they are unsettled, so a later run reads them again). Call it when the
+// lane will not be used any more.
+func (l *Lane) Release() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, q := range l.queues {
+		if q.sp != nil {
+			q.sp.close()
+			q.sp = nil
+		}
+	}
+	l.spilled = 0
+}
+
 // Spilled returns the number of events in spill files.
 func (l *Lane) Spilled() int {
 	l.mu.Lock()

@@ -35,6 +35,8 @@ const (
 	// limit, the safety margin for the tail route.
 	DefaultHTTPEPS = 24
 	mapBatch       = 256
+	// finalSaveTimeout bounds the checkpoint save at the end of a run.
+	finalSaveTimeout = 30 * time.Second
 )
 
 var (
@@ -406,9 +408,7 @@ func (r *run) run(hard, soft context.Context) ([]ObjectStat, error) {
 			}
 		})
 	}
-	dispatchDone := make(chan struct{})
 	g.Go(func() error {
-		defer close(dispatchDone)
 		defer func() {
 			for _, ls := range r.lanes {
 				for _, l := range ls {
@@ -431,12 +431,10 @@ func (r *run) run(hard, soft context.Context) ([]ObjectStat, error) {
 	mappers.Wait()
 	close(ckDone)
 	ckWG.Wait()
-	// The final save uses a fresh context unless the hard one ended: a
-	// graceful stop must still persist its progress.
-	saveCtx := context.WithoutCancel(hard)
-	if hard.Err() != nil {
-		saveCtx = hard
-	}
+	// The final save outlives the contexts (an abort too keeps what was
+	// settled), but not by much.
+	saveCtx, cancelSave := context.WithTimeout(context.WithoutCancel(hard), finalSaveTimeout)
+	defer cancelSave()
 	if serr := r.deps.Save(saveCtx); serr != nil {
 		r.log.Error("save checkpoint", "err", serr)
 		if err == nil {
@@ -451,6 +449,7 @@ func (r *run) run(hard, soft context.Context) ([]ObjectStat, error) {
 	for _, ls := range r.lanes {
 		for _, l := range ls {
 			left += l.Len()
+			l.Release()
 		}
 	}
 	r.mu.Lock()
