@@ -46,6 +46,9 @@ type State struct {
 	// DeadLetterSize is the length of the dead-letter file that matches this
 	// state; a resume truncates the file back to it (see deadletter.Open).
 	DeadLetterSize int64 `json:"dead_letter_size"`
+	// DeadLetterFile is where the job writes rejected records, for
+	// `backfill report` and `status`.
+	DeadLetterFile string `json:"dead_letter_file,omitempty"`
 	// Started is when the first run of this job started.
 	Started time.Time `json:"started"`
 	// Updated is when this state was taken.

@@ -69,6 +69,10 @@ func Analyze(ctx context.Context, cfg Config) (*Analysis, error) {
 	if a.EPS == 0 {
 		a.EPS = chunker.DefaultEPS
 	}
+	if st.shards > 1 {
+		// A shard paces every id at 1/COUNT of the rate (see Run).
+		a.EPS = shardRate(a.EPS, chunker.DefaultEPS, st.shards)
+	}
 	devs, users := hotids.New(0), hotids.New(0)
 	ls := plan.Lister(ctx, rd)
 	for {

@@ -277,6 +277,7 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 		log.Warn("resuming a checkpoint written with another configuration (--force)", "err", err)
 	}
 	state.Job, state.JobDesc, state.Shard = jobFP, jobDesc, cfg.Shard
+	state.DeadLetterFile = cfg.DeadLetter
 	state.RunCount++
 
 	truncate := state.DeadLetterSize

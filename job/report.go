@@ -163,6 +163,9 @@ func buildReport(cfg *Config, st *checkpoint.State, objs []pipeline.ObjectStat, 
 		if eps == 0 {
 			eps = chunker.DefaultEPS
 		}
+		if _, n, err := ParseShard(cfg.Shard); err == nil && n > 1 {
+			eps = shardRate(eps, chunker.DefaultEPS, n) // a shard paces ids at 1/COUNT
+		}
 		r.HottestID, r.HottestEvents = h.ID, h.Count
 		r.LowerBoundSeconds = LowerBound(h.Count, eps).Seconds()
 	}
@@ -363,6 +366,9 @@ func MergeStates(states map[string]*checkpoint.State) *checkpoint.State {
 		m.Complete = m.Complete && st.Complete
 		m.RunCount = max(m.RunCount, st.RunCount)
 		m.DeadLetterSize += st.DeadLetterSize
+		if len(states) == 1 {
+			m.DeadLetterFile = st.DeadLetterFile
+		}
 		m.Parked = append(m.Parked, st.Parked...)
 		if m.Started.IsZero() || st.Started.Before(m.Started) {
 			m.Started = st.Started
@@ -377,9 +383,11 @@ func MergeStates(states map[string]*checkpoint.State) *checkpoint.State {
 // ReportFromState rebuilds a job's report from its checkpoint, for
 // `backfill report`.
 func ReportFromState(st *checkpoint.State, loc string) *Report {
-	cfg := &Config{Checkpoint: loc}
+	cfg := &Config{Checkpoint: loc, DeadLetter: st.DeadLetterFile}
 	if isLocal(loc) {
-		cfg.DeadLetter = filepath.Join(localPath(loc), DeadLetterName)
+		if cfg.DeadLetter == "" {
+			cfg.DeadLetter = filepath.Join(localPath(loc), DeadLetterName)
+		}
 		cfg.ReportFile = filepath.Join(localPath(loc), ReportName)
 	}
 	var runErr error
