@@ -446,10 +446,11 @@ func (l *Lane) Next(now time.Time) Batch {
 			if ev.UserID != "" {
 				l.pendUsr[ev.UserID]++
 			}
+			// Uncount the bytes before the slot is cleared: ev points into it.
+			l.queuedBytes -= len(ev.Raw)
 			q.evs[q.head] = backfill.Event{}
 			q.head++
 			l.queued--
-			l.queuedBytes -= len(ev.Raw)
 			if len(out) == l.opts.MaxEvents {
 				full = true
 				break
