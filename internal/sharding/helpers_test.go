@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,11 +19,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/johannesboyne/gofakes3"
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
-
 	"github.com/backfillhq/backfill/checkpoint"
 	"github.com/backfillhq/backfill/emulator"
+
+	"github.com/backfillhq/backfill/internal/testutil"
 )
 
 // apiKey is a fake key; the emulator accepts any non-empty key.
@@ -82,46 +80,23 @@ func childEnv(extra ...string) []string {
 		}
 		env = append(env, kv)
 	}
-	env = append(env,
-		"AWS_ACCESS_KEY_ID=test",
-		"AWS_SECRET_ACCESS_KEY=test",
-		"AWS_CONFIG_FILE=/dev/null",
-		"AWS_SHARED_CREDENTIALS_FILE=/dev/null",
-		"AWS_EC2_METADATA_DISABLED=true",
-		"AMPLITUDE_API_KEY="+apiKey,
-	)
+	env = append(env, testutil.AWSEnv...)
+	env = append(env, "AMPLITUDE_API_KEY="+apiKey)
 	return append(env, extra...)
 }
 
 // fakeS3 is an in-process S3 behind httptest.
-type fakeS3 struct {
-	be  *s3mem.Backend
-	url string
-}
+type fakeS3 struct{ *testutil.S3 }
 
 func startS3(t *testing.T, buckets ...string) *fakeS3 {
-	t.Helper()
-	be := s3mem.New()
-	for _, b := range buckets {
-		if err := be.CreateBucket(b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ts := httptest.NewServer(gofakes3.New(be).Server())
-	t.Cleanup(ts.Close)
-	return &fakeS3{be: be, url: ts.URL}
+	return &fakeS3{testutil.StartS3(t, buckets...)}
 }
 
-func (s *fakeS3) put(t *testing.T, bucket, key string, data []byte) {
-	t.Helper()
-	if _, err := s.be.PutObject(bucket, key, map[string]string{}, bytes.NewReader(data), int64(len(data)), nil); err != nil {
-		t.Fatal(err)
-	}
-}
+func (s *fakeS3) put(t *testing.T, bucket, key string, data []byte) { s.Put(t, bucket, key, data) }
 
 // get returns an object's bytes, or nil when it does not exist.
 func (s *fakeS3) get(bucket, key string) []byte {
-	o, err := s.be.GetObject(bucket, key, nil)
+	o, err := s.Backend.GetObject(bucket, key, nil)
 	if err != nil {
 		return nil
 	}
@@ -148,15 +123,7 @@ func (s *fakeS3) state(bucket, prefix, name string) *checkpoint.State {
 
 // URL returns an s3:// URL of path ("bucket" or "bucket/prefix/") on the
 // fake, with the parameters gocloud's s3blob needs for it.
-func (s *fakeS3) URL(path string) string {
-	q := url.Values{}
-	q.Set("endpoint", s.url)
-	q.Set("use_path_style", "true")
-	q.Set("region", "us-east-1")
-	q.Set("response_checksum_validation", "when_required")
-	q.Set("request_checksum_calculation", "when_required")
-	return "s3://" + path + "?" + q.Encode()
-}
+func (s *fakeS3) URL(path string) string { return "s3://" + path + "?" + s.Query() }
 
 // emu is an emulator behind httptest, with every delivery counted.
 type emu struct {
@@ -294,29 +261,11 @@ func srcOf(raw []byte) string {
 	return v.Props.Src
 }
 
-// syncBuffer is a bytes.Buffer safe for a process's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // proc is one running backfill process.
 type proc struct {
 	name           string
 	cmd            *exec.Cmd
-	stdout, stderr *syncBuffer
+	stdout, stderr *testutil.SyncBuffer
 	done           chan struct{}
 	code           int
 	started        time.Time
@@ -328,7 +277,7 @@ func start(ctx context.Context, t *testing.T, name string, env []string, args ..
 	t.Helper()
 	cmd := exec.CommandContext(ctx, backfillBin(t), args...)
 	cmd.Env = env
-	p := &proc{name: name, cmd: cmd, stdout: new(syncBuffer), stderr: new(syncBuffer), done: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, stdout: new(testutil.SyncBuffer), stderr: new(testutil.SyncBuffer), done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
 	p.started = time.Now()
 	if err := cmd.Start(); err != nil {
