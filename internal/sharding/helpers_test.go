@@ -21,7 +21,6 @@ import (
 
 	"github.com/backfillhq/backfill/checkpoint"
 	"github.com/backfillhq/backfill/emulator"
-
 	"github.com/backfillhq/backfill/internal/testutil"
 )
 
