@@ -1,6 +1,7 @@
 package chunker
 
 import (
+	"hash/maphash"
 	"sync"
 	"time"
 )
@@ -22,16 +23,25 @@ const slack = time.Second
 // may spend at most EPS*Window events in any Window. An event spends budget on
 // both its device_id and its user_id. Budget is safe for concurrent use.
 //
-// Memory is O(ids active in the last window): each id keeps a short list of
-// (second, count) steps and ids whose steps all expired are dropped.
+// Memory stays flat however many distinct ids a run meets: ids are first
+// counted in a count-min sketch over the last two window-long epochs, whose
+// estimate never undercounts an id's events in the sliding window. Only an
+// id whose estimate reaches half its budget is tracked exactly, as a short
+// list of (second, count) steps seeded with that estimate (so the switch can
+// only make the budget stricter); exact ids whose steps all expired are
+// dropped. A cold id thus costs no memory of its own.
 type Budget struct {
 	mu     sync.Mutex
 	limit  int                  // events per window
 	window int64                // seconds, including slack
 	step   int64                // seconds per counting step
-	ids    [2]map[string]*steps // by Kind
-	paused [2]map[string]time.Time
-	sweep  int64 // next second at which expired ids are dropped
+	ids    [2]map[string]*steps // exactly tracked ids, by Kind
+	sk     [2]*sketch           // approximate counts of the other ids, made on first use
+	// sketched selects the sketch for cold ids; without it every id is
+	// tracked exactly.
+	sketched bool
+	paused   [2]map[string]time.Time
+	sweep    int64 // next second at which expired ids are dropped
 }
 
 // Kind tells device ids from user ids: Amplitude limits each separately.
@@ -64,7 +74,9 @@ func NewBudget(eps int, window time.Duration) *Budget {
 	if eps > 0 {
 		limit = eps * int(window/time.Second)
 	}
-	return newBudget(limit, window+slack, time.Second)
+	b := newBudget(limit, window+slack, time.Second)
+	b.sketched = limit > 0
+	return b
 }
 
 // DailyWindow and DailyStep describe Amplitude's daily quota: a rolling
@@ -78,7 +90,9 @@ const (
 // 24 h counted in 1 h steps, to stay under Amplitude's daily quota before it
 // answers 429. limit <= 0 means unlimited.
 func NewDailyBudget(limit int) *Budget {
-	return newBudget(max(limit, 0), DailyWindow+DailyStep, DailyStep)
+	b := newBudget(max(limit, 0), DailyWindow+DailyStep, DailyStep)
+	b.sketched = limit > 0
+	return b
 }
 
 func newBudget(limit int, window, step time.Duration) *Budget {
@@ -105,27 +119,41 @@ func (b *Budget) expire(st *steps, now int64) {
 	}
 }
 
-// available returns how many more events id may send at now.
-func (b *Budget) available(k Kind, id string, now int64) int {
+// take spends up to want events of id's budget at now and returns how many
+// it granted. b.mu must be held.
+func (b *Budget) take(k Kind, id string, now int64, want int) int {
 	if b.limit == 0 {
-		return 1 << 30
+		return want
 	}
 	st := b.ids[k][id]
 	if st == nil {
-		return b.limit
+		var est int
+		if b.sketched {
+			sk := b.sk[k]
+			if sk == nil {
+				sk = newSketch(b.window)
+				b.sk[k] = sk
+			}
+			h := sk.hash(id)
+			est = sk.estimate(h, now)
+			if 2*(est+want) <= b.limit {
+				sk.add(h, now, want)
+				return want
+			}
+		}
+		// Track the id exactly from now on, assuming the sketch's
+		// (over)estimate was spent this second.
+		st = &steps{}
+		if est > 0 {
+			st.s = append(st.s, step{sec: now - now%b.step, n: est})
+			st.total = est
+		}
+		b.ids[k][id] = st
 	}
 	b.expire(st, now)
-	return b.limit - st.total
-}
-
-func (b *Budget) spend(k Kind, id string, now int64, n int) {
-	if b.limit == 0 {
-		return
-	}
-	st := b.ids[k][id]
-	if st == nil {
-		st = &steps{}
-		b.ids[k][id] = st
+	n := min(want, b.limit-st.total)
+	if n <= 0 {
+		return 0
 	}
 	now -= now % b.step
 	if k := len(st.s); k > 0 && st.s[k-1].sec == now {
@@ -134,6 +162,25 @@ func (b *Budget) spend(k Kind, id string, now int64, n int) {
 		st.s = append(st.s, step{sec: now, n: n})
 	}
 	st.total += n
+	return n
+}
+
+// give returns n events just taken at now to id's budget (the event was
+// not sent after all). b.mu must be held.
+func (b *Budget) give(k Kind, id string, now int64, n int) {
+	if b.limit == 0 || n <= 0 {
+		return
+	}
+	if st := b.ids[k][id]; st != nil {
+		if last := len(st.s) - 1; last >= 0 {
+			st.s[last].n -= n
+			st.total -= n
+		}
+		return
+	}
+	if sk := b.sk[k]; sk != nil {
+		sk.add(sk.hash(id), now, -n)
+	}
 }
 
 // nextFree returns how long until id has budget again at now.
@@ -167,8 +214,8 @@ func (b *Budget) gc(now int64) {
 	}
 }
 
-// Tracked returns how many ids currently hold budget state (for tests and
-// memory accounting).
+// Tracked returns how many ids are tracked exactly (for tests and memory
+// accounting); the others are only in the fixed-size sketch.
 func (b *Budget) Tracked() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -202,4 +249,75 @@ func (b *Budget) pausedUntil(k Kind, id string, now time.Time) time.Time {
 		return time.Time{}
 	}
 	return until
+}
+
+// sketch is a count-min sketch of events per id over the current and the
+// previous epoch of window seconds: their sum covers any sliding window of
+// that length ending now, and a count-min estimate never undercounts, so
+// estimate(id) ≥ the id's true events in the window.
+type sketch struct {
+	seed   maphash.Seed
+	window int64
+	epoch  int64               // index of cur
+	cur    [sketchRows][]int32 // counts in epoch
+	prev   [sketchRows][]int32 // counts in epoch-1
+}
+
+const (
+	sketchRows  = 4
+	sketchWidth = 1 << 17 // 4 rows × 128 Ki × 4 B × 2 epochs = 4 MiB per kind
+)
+
+func newSketch(window int64) *sketch {
+	s := &sketch{seed: maphash.MakeSeed(), window: window}
+	for r := range sketchRows {
+		s.cur[r] = make([]int32, sketchWidth)
+		s.prev[r] = make([]int32, sketchWidth)
+	}
+	return s
+}
+
+func (s *sketch) hash(id string) uint64 { return maphash.String(s.seed, id) }
+
+// roll advances the epochs to the one holding now.
+func (s *sketch) roll(now int64) {
+	e := now / s.window
+	switch {
+	case e == s.epoch:
+		return
+	case e == s.epoch+1:
+		s.prev, s.cur = s.cur, s.prev
+		for r := range sketchRows {
+			clear(s.cur[r])
+		}
+	default:
+		for r := range sketchRows {
+			clear(s.cur[r])
+			clear(s.prev[r])
+		}
+	}
+	s.epoch = e
+}
+
+// slot returns the counter index of hash h in row r.
+func slot(h uint64, r int) uint64 {
+	// Derive the rows' indexes from one 64-bit hash (Kirsch-Mitzenmacher).
+	return (h + uint64(r)*(h>>32|1)) % sketchWidth
+}
+
+func (s *sketch) estimate(h uint64, now int64) int {
+	s.roll(now)
+	est := int32(1<<31 - 1)
+	for r := range sketchRows {
+		i := slot(h, r)
+		est = min(est, s.cur[r][i]+s.prev[r][i])
+	}
+	return int(est)
+}
+
+func (s *sketch) add(h uint64, now int64, n int) {
+	s.roll(now)
+	for r := range sketchRows {
+		s.cur[r][slot(h, r)] += int32(n)
+	}
 }

@@ -89,8 +89,6 @@ type Lane struct {
 	oldest      time.Time
 	nextSend    time.Time
 	closed      bool
-	pendDev     map[string]int
-	pendUsr     map[string]int
 
 	ready chan struct{}
 	space chan struct{}
@@ -111,14 +109,12 @@ func (q *queue) len() int { return len(q.evs) - q.head }
 func NewLane(b *Budget, opts Options) *Lane {
 	opts.defaults()
 	return &Lane{
-		opts:    opts,
-		budget:  b,
-		daily:   opts.Daily,
-		queues:  make(map[string]*queue),
-		pendDev: make(map[string]int),
-		pendUsr: make(map[string]int),
-		ready:   make(chan struct{}, 1),
-		space:   make(chan struct{}, 1),
+		opts:   opts,
+		budget: b,
+		daily:  opts.Daily,
+		queues: make(map[string]*queue),
+		ready:  make(chan struct{}, 1),
+		space:  make(chan struct{}, 1),
 	}
 }
 
@@ -218,20 +214,12 @@ func (l *Lane) makeRoom() bool {
 			return false
 		}
 	}
-	if old.n > 0 {
-		rest, err := old.read(old.n, 1<<62)
-		if err != nil {
-			l.spillErr = err
-			fresh.close()
-			return false
-		}
-		for i := range rest {
-			if err := fresh.push(&rest[i]); err != nil {
-				l.spillErr = err
-				fresh.close()
-				return false
-			}
-		}
+	// Copy the old file's unread bytes as they are: decoding them would
+	// hold the device's whole backlog in memory.
+	if err := old.appendTo(fresh); err != nil {
+		l.spillErr = err
+		fresh.close()
+		return false
 	}
 	old.close()
 	big.sp = fresh
@@ -398,8 +386,6 @@ func (l *Lane) Next(now time.Time) Batch {
 		defer d.mu.Unlock()
 		d.gc(sec)
 	}
-	clear(l.pendDev)
-	clear(l.pendUsr)
 
 	var (
 		out   []backfill.Event
@@ -424,15 +410,15 @@ func (l *Lane) Next(now time.Time) Batch {
 				}
 			}
 			ev := &q.evs[q.head]
-			if w := l.blocked(ev, now, sec); w > 0 {
-				if wait == 0 || w < wait {
-					wait = w
-				}
-				break
-			}
 			n := len(ev.Raw) + 1
 			if len(out) > 0 && size+n > l.opts.MaxBytes {
 				full = true
+				break
+			}
+			if w := l.admit(ev, now, sec); w > 0 {
+				if wait == 0 || w < wait {
+					wait = w
+				}
 				break
 			}
 			if out == nil {
@@ -440,12 +426,6 @@ func (l *Lane) Next(now time.Time) Batch {
 			}
 			out = append(out, *ev)
 			size += n
-			if ev.DeviceID != "" {
-				l.pendDev[ev.DeviceID]++
-			}
-			if ev.UserID != "" {
-				l.pendUsr[ev.UserID]++
-			}
 			// Uncount the bytes before the slot is cleared: ev points into it.
 			l.queuedBytes -= len(ev.Raw)
 			q.evs[q.head] = backfill.Event{}
@@ -467,17 +447,6 @@ func (l *Lane) Next(now time.Time) Batch {
 			l.rr++
 		}
 	}
-	for _, bb := range [...]*Budget{b, l.daily} {
-		if bb == nil {
-			continue
-		}
-		for id, n := range l.pendDev {
-			bb.spend(Device, id, sec, n)
-		}
-		for id, n := range l.pendUsr {
-			bb.spend(User, id, sec, n)
-		}
-	}
 	if len(out) > 0 {
 		if len(out) < l.opts.MaxEvents && !full {
 			l.nextSend = now.Add(l.opts.Linger)
@@ -494,42 +463,57 @@ func (l *Lane) Next(now time.Time) Batch {
 	return Batch{Wait: wait, Queued: l.queued + l.spilled, Closed: l.closed}
 }
 
-// blocked returns 0 when ev may be added to the batch being packed, or how
-// long until its device or user has budget again. Called with both locks held.
-func (l *Lane) blocked(ev *backfill.Event, now time.Time, sec int64) time.Duration {
-	b := l.budget
+// admit spends the budget of ev's device and user (and the daily budget,
+// if any) and returns 0, or spends nothing and returns how long until ev
+// may go: a 429 pause or an exhausted budget. Called with the budget locks
+// held.
+func (l *Lane) admit(ev *backfill.Event, now time.Time, sec int64) time.Duration {
+	ids := [...]struct {
+		k  Kind
+		id string
+	}{{Device, ev.DeviceID}, {User, ev.UserID}}
 	var wait time.Duration
-	check := func(k Kind, id string, pend map[string]int) {
-		if id == "" {
-			return
+	for _, x := range ids {
+		if x.id == "" {
+			continue
 		}
-		if until := b.pausedUntil(k, id, now); !until.IsZero() {
+		if until := l.budget.pausedUntil(x.k, x.id, now); !until.IsZero() {
 			wait = max(wait, until.Sub(now))
-			return
-		}
-		if b.available(k, id, sec)-pend[id] < 1 {
-			w := b.nextFree(k, id, sec)
-			if pend[id] > 0 {
-				// Our own batch holds the rest of this id's budget.
-				w = max(w, time.Second)
-			}
-			wait = max(wait, max(w, time.Millisecond))
 		}
 	}
-	check(Device, ev.DeviceID, l.pendDev)
-	check(User, ev.UserID, l.pendUsr)
-	if d := l.daily; d != nil && d.limit > 0 {
-		for _, id := range [...]struct {
-			k    Kind
-			id   string
-			pend map[string]int
-		}{{Device, ev.DeviceID, l.pendDev}, {User, ev.UserID, l.pendUsr}} {
-			if id.id != "" && d.available(id.k, id.id, sec)-id.pend[id.id] < 1 {
-				wait = max(wait, d.nextFree(id.k, id.id, sec), time.Minute)
+	if wait > 0 {
+		return wait
+	}
+	budgets := [...]*Budget{l.budget, l.daily}
+	for bi, b := range budgets {
+		if b == nil || b.limit == 0 {
+			continue
+		}
+		for xi, x := range ids {
+			if x.id == "" || b.take(x.k, x.id, sec, 1) == 1 {
+				continue
 			}
+			wait = max(b.nextFree(x.k, x.id, sec), time.Millisecond)
+			if b == l.daily {
+				// A daily budget refills by the hour: park, don't pace.
+				wait = max(wait, time.Minute)
+			}
+			// Give back what this event already took.
+			for pi := 0; pi <= bi; pi++ {
+				pb := budgets[pi]
+				if pb == nil || pb.limit == 0 {
+					continue
+				}
+				for yi, y := range ids {
+					if y.id != "" && (pi < bi || yi < xi) {
+						pb.give(y.k, y.id, sec, 1)
+					}
+				}
+			}
+			return wait
 		}
 	}
-	return wait
+	return 0
 }
 
 func (l *Lane) remove(q *queue) {

@@ -97,6 +97,40 @@ func (s *spill) read(max, maxBytes int) ([]backfill.Event, error) {
 	return out, nil
 }
 
+// appendTo appends the events of s not read back yet to dst, in order, by
+// copying their encoded bytes in fixed-size slices: memory stays constant
+// whatever the backlog.
+func (s *spill) appendTo(dst *spill) error {
+	if s.n == 0 {
+		return nil
+	}
+	if err := s.flush(); err != nil {
+		return err
+	}
+	if err := dst.flush(); err != nil {
+		return err
+	}
+	buf := make([]byte, min(s.woff-s.roff, spillFlush))
+	for off := s.roff; off < s.woff; {
+		n := int(min(int64(len(buf)), s.woff-off))
+		if k, err := s.f.ReadAt(buf[:n], off); k < n {
+			if err == nil || errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("spill: read: %w", err)
+		}
+		if _, err := dst.f.WriteAt(buf[:n], dst.woff); err != nil {
+			return fmt.Errorf("spill: write: %w", err)
+		}
+		off += int64(n)
+		dst.woff += int64(n)
+	}
+	dst.n += s.n
+	dst.bytes += s.bytes
+	s.roff, s.n, s.bytes = s.woff, 0, 0
+	return nil
+}
+
 func (s *spill) close() {
 	if s.f != nil {
 		s.f.Close()
