@@ -314,6 +314,7 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
 	}
+	defer client.CloseIdleConnections()
 
 	// A lost lock means another run took this checkpoint over (it saw ours
 	// stale): stop sending at once, and save nothing over its progress.

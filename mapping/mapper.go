@@ -313,6 +313,12 @@ func (m *Mapper) fastPath(rec backfill.Record, root *fastjson.Value, data []byte
 		raw = append(raw, `,"$skip_user_properties_sync":true`...)
 	}
 	raw = append(raw, '}')
+	if cap(raw)-len(raw) > len(raw) {
+		// Repairs (strings over 1,024 characters truncated) shrank the
+		// event: copy it, or it would pin a buffer the size of the input
+		// record while the lanes' byte bounds count only len(Raw).
+		raw = bytes.Clone(raw)
+	}
 	return backfill.Event{
 		Raw: raw, DeviceID: res.DeviceID, UserID: res.UserID, InsertID: insertID,
 		EventType: res.EventType, Time: res.Time, Pos: rec.Pos,

@@ -230,6 +230,11 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// CloseIdleConnections closes the keep-alive connections the client is not
+// using. Call it when the run is over: each idle connection holds two
+// goroutines and its buffers until the transport's idle timeout.
+func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
+
 // Overhead is the package-level Overhead for this client's key and options.
 func (c *Client) Overhead() int { return len(c.enc.prefix) + len(c.enc.suffix) }
 
