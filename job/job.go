@@ -374,6 +374,7 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 		Lanes:           cfg.Lanes,
 		EPS:             eps,
 		HTTPEPS:         httpEPS,
+		DailyBudget:     dailyBudget,
 		BatchSize:       cfg.BatchSize,
 		Overhead:        client.Overhead(),
 		Linger:          cfg.Linger,

@@ -283,3 +283,44 @@ func TestE2EDailyQuotaParking(t *testing.T) {
 		t.Fatalf("%d duplicates: parked events were sent twice", s.EventsDuplicate)
 	}
 }
+
+// --daily-budget keeps an id under a self-imposed daily cap before
+// Amplitude's quota answers 429: its extra events are parked for a later run
+// (exit 4) while every other id is sent.
+func TestE2EDailyBudget(t *testing.T) {
+	e := startEmulator(t, emulator.Config{})
+	w := newWorkDir(t)
+	src := filepath.Join(w.dir, "in", "events.jsonl")
+	os.MkdirAll(filepath.Dir(src), 0o755)
+	var b strings.Builder
+	for i := 0; i < 400; i++ {
+		dev := "device-busy-0001"
+		if i%4 == 0 {
+			dev = fmt.Sprintf("device-cold-%03d", i)
+		}
+		fmt.Fprintf(&b, `{"event_type":"Tick","device_id":"%s","time":%d,"insert_id":"b-%d"}`+"\n", dev, 1700000000000+i, i)
+	}
+	os.WriteFile(src, []byte(b.String()), 0o644)
+	r := runMain(t, append(w.runArgs(e, "--api-key", e2eKey, "--daily-budget", "120"), src)...)
+	if r.code != ExitIncomplete {
+		t.Fatalf("exit %d, want %d\n%s", r.code, ExitIncomplete, r)
+	}
+	busy, cold := 0, 0
+	for _, rec := range e.Events() {
+		if rec.DeviceID == "device-busy-0001" {
+			busy++
+		} else {
+			cold++
+		}
+	}
+	if cold != 100 || busy == 0 || busy > 120 {
+		t.Fatalf("delivered %d busy (cap 120) and %d cold (want 100)", busy, cold)
+	}
+	if s := e.Stats(); s.Responses[429] != 0 {
+		t.Fatalf("%d responses 429: the cap should avoid them", s.Responses[429])
+	}
+	rep := readReport(t, w.report)
+	if rep.EventsPending != int64(300-busy) || rep.EventsAccepted != int64(busy+cold) {
+		t.Fatalf("report accepted %d pending %d", rep.EventsAccepted, rep.EventsPending)
+	}
+}
