@@ -149,6 +149,9 @@ func (c *Config) Validate() error {
 	if c.ReportFile == "" && isLocal(c.Checkpoint) {
 		c.ReportFile = filepath.Join(localPath(c.Checkpoint), ReportName)
 	}
+	if _, err := reader.ParseFormat(c.Format); err != nil {
+		return fmt.Errorf("%w: --format must be jsonl, json, csv, tsv or parquet: %v", ErrUsage, err)
+	}
 	switch c.Route {
 	case "":
 		c.Route = RouteAuto
@@ -442,8 +445,9 @@ func (c *Config) validateNoSend() error {
 }
 
 func readerOptions(cfg *Config) reader.Options {
+	format, _ := reader.ParseFormat(cfg.Format) // checked by Validate
 	o := reader.Options{
-		Format:      reader.Format(cfg.Format),
+		Format:      format,
 		Delimiter:   cfg.Delimiter,
 		ColumnTypes: cfg.ColumnTypes,
 		Columns:     cfg.Columns,
