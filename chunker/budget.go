@@ -62,6 +62,7 @@ type step struct {
 type steps struct {
 	s     []step
 	total int
+	last  int64 // second of the last spend
 }
 
 // NewBudget returns a budget of eps events per second averaged over window.
@@ -155,6 +156,7 @@ func (b *Budget) take(k Kind, id string, now int64, want int) int {
 	if n <= 0 {
 		return 0
 	}
+	st.last = now
 	now -= now % b.step
 	if k := len(st.s); k > 0 && st.s[k-1].sec == now {
 		st.s[k-1].n += n
@@ -207,7 +209,10 @@ func (b *Budget) gc(now int64) {
 	for k := range b.ids {
 		for id, st := range b.ids[k] {
 			b.expire(st, now)
-			if st.total == 0 {
+			// An id is dropped only once the sketch has forgotten it too
+			// (two epochs): dropped earlier, it would be promoted again
+			// from the sketch's stale count and paced at half its budget.
+			if st.total == 0 && now-st.last > 2*b.window {
 				delete(b.ids[k], id)
 			}
 		}

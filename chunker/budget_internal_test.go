@@ -54,3 +54,26 @@ func TestBudgetWindowInvariant(t *testing.T) {
 		})
 	}
 }
+
+// A hot id paced at its limit keeps its whole budget window after window:
+// once tracked exactly it is not sent back to the sketch (whose stale count
+// would halve its pace) while it stays active.
+func TestBudgetHotIDKeepsFullPace(t *testing.T) {
+	b := NewBudget(50, 0) // 1,500 events per window
+	now := int64(1_700_000_000)
+	sent := 0
+	for w := 0; w < 6; w++ {
+		b.mu.Lock()
+		b.gc(now)
+		n := 0
+		for b.take(Device, "hot", now, 1) == 1 {
+			n++
+		}
+		b.mu.Unlock()
+		if n != b.Limit() {
+			t.Fatalf("window %d: granted %d, want the full %d", w, n, b.Limit())
+		}
+		sent += n
+		now += b.window
+	}
+}
