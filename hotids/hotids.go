@@ -34,19 +34,24 @@ func New(epsilon float64) *Counter {
 }
 
 // Add counts one event of id. Empty ids are ignored.
-func (c *Counter) Add(id string) {
-	if id == "" {
+func (c *Counter) Add(id string) { c.AddN(id, 1) }
+
+// AddN counts w events of id at once: a caller that samples one event in w
+// adds it with weight w. Empty ids are ignored.
+func (c *Counter) AddN(id string, w int64) {
+	if id == "" || w <= 0 {
 		return
 	}
-	c.n++
+	before := c.n
+	c.n += w
 	bucket := (c.n + c.width - 1) / c.width
 	if e, ok := c.m[id]; ok {
-		e.count++
+		e.count += w
 		c.m[id] = e
 	} else {
-		c.m[id] = entry{count: 1, delta: bucket - 1}
+		c.m[id] = entry{count: w, delta: bucket - 1}
 	}
-	if c.n%c.width == 0 {
+	if c.n/c.width != before/c.width {
 		for k, e := range c.m {
 			if e.count+e.delta <= bucket {
 				delete(c.m, k)

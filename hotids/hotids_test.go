@@ -51,3 +51,24 @@ func TestCounterSmall(t *testing.T) {
 		t.Fatalf("Top=%v", top)
 	}
 }
+
+// Sampling one event in w and adding it with weight w estimates the counts.
+func TestCounterWeighted(t *testing.T) {
+	c := hotids.New(0.001)
+	for i := 0; i < 80000; i++ {
+		id := fmt.Sprintf("cold-%d", i%5000)
+		if i%5 == 0 {
+			id = "hot"
+		}
+		if i%8 == 0 {
+			c.AddN(id, 8)
+		}
+	}
+	top := c.Top(1)
+	if len(top) != 1 || top[0].ID != "hot" || top[0].Count < 15000 || top[0].Count > 17000 {
+		t.Fatalf("top=%v, want hot with about 16000", top)
+	}
+	if c.Total() != 80000 {
+		t.Fatalf("Total=%d", c.Total())
+	}
+}
