@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/backfillhq/backfill"
@@ -139,5 +140,32 @@ func BenchmarkSend(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// An endpoint given as a full API URL (or with a trailing slash) still
+// reaches both paths.
+func TestEndpointForms(t *testing.T) {
+	var paths []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		paths = append(paths, r.URL.Path)
+		w.Write([]byte(`{"code":200,"events_ingested":1,"payload_size_bytes":10,"server_upload_time":1}`))
+	}))
+	defer srv.Close()
+	ev := []backfill.Event{{Raw: []byte(`{"event_type":"a","device_id":"device-1"}`), DeviceID: "device-1"}}
+	for _, ep := range []string{srv.URL, srv.URL + "/", srv.URL + "/batch", srv.URL + "/2/httpapi/"} {
+		c, err := uploader.New(uploader.Options{Endpoint: ep, APIKey: "k", HTTPClient: srv.Client()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, route := range []backfill.Route{backfill.RouteBatch, backfill.RouteHTTP} {
+			if _, err := c.Send(context.Background(), route, ev); err != nil {
+				t.Fatalf("%s %v: %v", ep, route, err)
+			}
+		}
+	}
+	want := strings.Repeat("/batch /2/httpapi ", 4)
+	if got := strings.Join(paths, " ") + " "; got != want {
+		t.Fatalf("paths %q, want %q", got, want)
 	}
 }

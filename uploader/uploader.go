@@ -148,6 +148,8 @@ func New(opts Options) (*Client, error) {
 		return nil, fmt.Errorf("uploader: throttle pause %v is negative", opts.ThrottlePause)
 	}
 	base := strings.TrimRight(endpoint, "/")
+	// Users often paste an endpoint's full URL: keep its base.
+	base = strings.TrimSuffix(strings.TrimSuffix(base, BatchPath), HTTPPath)
 	c := &Client{
 		batchURL:    base + BatchPath,
 		httpURL:     base + HTTPPath,
