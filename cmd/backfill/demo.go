@@ -25,6 +25,9 @@ Amplitude emulator: no API key, no network. Everything it writes goes to
 --dir: the input files, the checkpoint, the report, the dead-letter file and
 the emulator's record of accepted events.
 
+The fixtures hold a few invalid records on purpose, so the demo exits 0 when
+they are dead-lettered (pass --allow-rejected=false for run's exit code 3).
+
 Run flags (--eps, --lanes, --route, --progress...) work here too, e.g.
   backfill demo --eps 20        # watch the hot device being paced
 
@@ -77,6 +80,11 @@ func cmdDemo(hard, soft context.Context, args []string, env *environ, stdout, st
 		return err
 	}
 	cfg.Endpoint = base
+	if !flagSet(fs, "allow-rejected") {
+		// The fixtures hold invalid records on purpose: a demo that
+		// dead-letters them has done its job (exit 0, not 3).
+		f.allowRejected = true
+	}
 	if !flagSet(fs, "tail-events") {
 		// The demo's whole input is small; keep the HTTP V2 tail to its
 		// most recent partitions, as on a real dataset.
