@@ -164,7 +164,7 @@ func (r *Reader) open(ctx context.Context, d *Decoder, obj Object, start Start) 
 		format, _ = Detect(obj.Key)
 	}
 	if format == "" {
-		return fmt.Errorf("%w: cannot tell the format of %s from its name", ErrUnknownFormat, obj.Key)
+		return fmt.Errorf("%w: cannot tell the format of %s from its name (pass --format, or a glob that leaves it out)", ErrUnknownFormat, obj.Key)
 	}
 	st, err := r.store(ctx, obj)
 	if err != nil {
