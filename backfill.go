@@ -47,6 +47,16 @@ type Record struct {
 	Data []byte
 }
 
+// RecordHeadroom is the spare capacity readers leave after Record.Data, so
+// that a mapper owning the record can splice the fields it adds (insert_id,
+// $skip_user_properties_sync) in place instead of copying the event.
+const RecordHeadroom = 96
+
+// CloneRecordData returns a copy of b with RecordHeadroom spare capacity.
+func CloneRecordData(b []byte) []byte {
+	return append(make([]byte, 0, len(b)+RecordHeadroom), b...)
+}
+
 // Event is one Amplitude event ready to send. Raw is the event JSON exactly
 // as it goes on the wire; the other fields are extracted once so that later
 // stages never parse Raw again.

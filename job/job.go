@@ -463,6 +463,8 @@ func newMapper(cfg *Config) (*mapping.Mapper, error) {
 		Preset:                 cfg.Preset,
 		SkipUserPropertiesSync: cfg.SkipUserPropertiesSync,
 		MinIDLength:            cfg.MinIDLength,
+		// Every caller here drops a record once it is mapped.
+		OwnRecords: true,
 	}
 	if cfg.MappingFile != "" {
 		spec, err := mapping.LoadSpec(cfg.MappingFile)

@@ -75,6 +75,11 @@ type Options struct {
 	AllowMissingTime bool
 	// Now is the clock for the future-time bound; default time.Now.
 	Now func() time.Time
+	// OwnRecords lets Map reuse a record's Data buffer for the event when it
+	// has room (see backfill.RecordHeadroom) instead of copying it. Set it
+	// only when the caller never reads a record's Data again after a
+	// successful Map (the pipeline).
+	OwnRecords bool
 }
 
 // Mapper turns source records into validated Amplitude events. It is safe
@@ -130,6 +135,24 @@ func (m *Mapper) Name() string { return m.plan.name }
 // FastPath reports whether records already in Amplitude's shape are
 // passed through without re-encoding (the amplitude preset).
 func (m *Mapper) FastPath() bool { return m.plan.fast }
+
+// spliceRoom is the most bytes fastPath appends to an unchanged record.
+func spliceRoom(addInsert, addSkip bool, insertID string) int {
+	n := 0
+	if addInsert {
+		n += len(`,"insert_id":""`) + len(insertID)
+		for i := 0; i < len(insertID); i++ {
+			if c := insertID[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+				n += 5 * len(insertID) // escaped: at most \uXXXX per byte
+				break
+			}
+		}
+	}
+	if addSkip {
+		n += len(`,"$skip_user_properties_sync":true`)
+	}
+	return n
+}
 
 // DeriveInsertID returns the insert_id used for a record without one:
 // "bf-" + the first 32 hex digits of SHA-256(pos.Object + "#" +
@@ -300,8 +323,13 @@ func (m *Mapper) fastPath(rec backfill.Record, root *fastjson.Value, data []byte
 		}
 		m.countRepairs(&res)
 	} else {
-		raw = make([]byte, 0, len(data)+96)
-		raw = append(raw, data...)
+		if m.opt.OwnRecords && len(rec.Data) > 0 && len(data) > 0 && &data[0] == &rec.Data[0] &&
+			cap(data)-len(data) >= spliceRoom(addInsert, addSkip, insertID) {
+			raw = data // the caller gave us the record: splice in place
+		} else {
+			raw = make([]byte, 0, len(data)+backfill.RecordHeadroom)
+			raw = append(raw, data...)
+		}
 		m.stats.fast.Add(1)
 	}
 	raw = raw[:len(raw)-1] // drop the final '}'

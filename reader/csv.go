@@ -153,7 +153,7 @@ func (d *csvDecoder) next() (backfill.Record, error) {
 	if err != nil {
 		return backfill.Record{}, &backfill.RecordError{Pos: pos, Raw: csvLine(row, d.cfg.comma), Reason: truncate(err.Error())}
 	}
-	return backfill.Record{Pos: pos, Data: bytes.Clone(out)}, nil
+	return backfill.Record{Pos: pos, Data: backfill.CloneRecordData(out)}, nil
 }
 
 // line converts a csv.Reader line number to an absolute one. After a resume

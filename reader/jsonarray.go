@@ -232,5 +232,5 @@ func (a *jsonArray) element(c byte) (backfill.Record, error) {
 	if reason := checkObject(a.buf); reason != "" {
 		return backfill.Record{}, &backfill.RecordError{Pos: pos, Raw: bytes.Clone(a.buf), Reason: "array element " + reason}
 	}
-	return backfill.Record{Pos: pos, Data: bytes.Clone(a.buf)}, nil
+	return backfill.Record{Pos: pos, Data: backfill.CloneRecordData(a.buf)}, nil
 }

@@ -118,7 +118,7 @@ func (j *jsonLines) next() (backfill.Record, error) {
 		if reason := checkObject(t); reason != "" {
 			return backfill.Record{}, &backfill.RecordError{Pos: pos, Raw: bytes.Clone(t), Reason: reason}
 		}
-		return backfill.Record{Pos: pos, Data: bytes.Clone(t)}, nil
+		return backfill.Record{Pos: pos, Data: backfill.CloneRecordData(t)}, nil
 	}
 }
 
