@@ -81,6 +81,7 @@ type Lane struct {
 	mu          sync.Mutex
 	queues      map[string]*queue
 	active      []*queue
+	free        []*queue // emptied queues kept for reuse (most devices have few events)
 	rr          int
 	queued      int // events in memory
 	queuedBytes int
@@ -238,7 +239,13 @@ func (l *Lane) add(ev backfill.Event, now time.Time, front bool) {
 	k := Key(&ev)
 	q := l.queues[k]
 	if q == nil {
-		q = &queue{key: k, idx: len(l.active)}
+		if n := len(l.free); n > 0 {
+			q = l.free[n-1]
+			l.free = l.free[:n-1]
+			q.key, q.idx = k, len(l.active)
+		} else {
+			q = &queue{key: k, idx: len(l.active)}
+		}
 		l.queues[k] = q
 		l.active = append(l.active, q)
 	}
@@ -523,7 +530,18 @@ func (l *Lane) remove(q *queue) {
 	moved.idx = q.idx
 	l.active = l.active[:last]
 	delete(l.queues, q.key)
+	// Keep small emptied queues (their slots were zeroed as they were
+	// sent) to spare the next devices an allocation each.
+	if len(l.free) < maxFreeQueues && cap(q.evs) <= maxFreeQueueCap {
+		q.evs, q.head, q.key = q.evs[:0], 0, ""
+		l.free = append(l.free, q)
+	}
 }
+
+const (
+	maxFreeQueues   = 1024
+	maxFreeQueueCap = 64
+)
 
 // Budget returns the budget the lane spends from.
 func (l *Lane) Budget() *Budget { return l.budget }
