@@ -13,8 +13,8 @@ const (
 	DefaultMaxBytes       = 19 << 20 // under Batch's 20,000,000-byte limit, with margin
 	DefaultOverhead       = 512      // body bytes outside the events: api_key, options
 	DefaultLinger         = 200 * time.Millisecond
-	DefaultMaxQueued      = 20000    // events buffered per lane before Push reports full
-	DefaultMaxQueuedBytes = 32 << 20 // bytes buffered per lane before Push reports full
+	DefaultMaxQueued      = 4000    // events held in memory per lane: two full requests
+	DefaultMaxQueuedBytes = 4 << 20 // bytes held in memory per lane
 )
 
 // Options configures a Lane. Zero fields take the Default* values.
@@ -96,11 +96,12 @@ type Lane struct {
 }
 
 type queue struct {
-	key  string
-	evs  []backfill.Event
-	head int
-	idx  int    // position in Lane.active
-	sp   *spill // overflow on disk, after evs; nil when none
+	key     string
+	evs     []backfill.Event
+	head    int
+	idx     int    // position in Lane.active
+	sp      *spill // overflow on disk, after evs; nil when none
+	blocked bool   // the front event waits for budget (paced or paused)
 }
 
 func (q *queue) len() int { return len(q.evs) - q.head }
@@ -181,14 +182,29 @@ func (l *Lane) makeRoom() bool {
 	if l.opts.NoSpill || l.spillErr != nil {
 		return false
 	}
-	var big *queue
+	// Spill the biggest device queue once it holds two requests' worth (a
+	// device that big is a hot one), or else the biggest queue of a device
+	// waiting for budget (paced, or paused by a 429), keeping half of it:
+	// large events can fill the lane's byte bound long before any queue is
+	// that big. A lane full of devices that could go is left to
+	// backpressure: the sender is the bottleneck, and the disk must not
+	// fill up with the reader's lead.
+	var big, waiting *queue
 	for _, q := range l.active {
 		if big == nil || q.len() > big.len() {
 			big = q
 		}
+		if q.blocked && (waiting == nil || q.len() > waiting.len()) {
+			waiting = q
+		}
 	}
-	keep := l.spillMin()
-	if big == nil || big.len()-keep < l.spillMin() {
+	var keep int
+	switch {
+	case big != nil && big.len() >= 2*l.spillMin():
+		keep = l.spillMin()
+	case waiting != nil && waiting.len()-min(l.spillMin(), waiting.len()/2) >= minSpill:
+		big, keep = waiting, min(l.spillMin(), waiting.len()/2)
+	default:
 		return false
 	}
 	if big.sp == nil {
@@ -426,8 +442,10 @@ func (l *Lane) Next(now time.Time) Batch {
 				if wait == 0 || w < wait {
 					wait = w
 				}
+				q.blocked = true
 				break
 			}
+			q.blocked = false
 			if out == nil {
 				out = make([]backfill.Event, 0, min(l.queued, l.opts.MaxEvents))
 			}
@@ -533,7 +551,7 @@ func (l *Lane) remove(q *queue) {
 	// Keep small emptied queues (their slots were zeroed as they were
 	// sent) to spare the next devices an allocation each.
 	if len(l.free) < maxFreeQueues && cap(q.evs) <= maxFreeQueueCap {
-		q.evs, q.head, q.key = q.evs[:0], 0, ""
+		q.evs, q.head, q.key, q.blocked = q.evs[:0], 0, "", false
 		l.free = append(l.free, q)
 	}
 }
@@ -541,6 +559,8 @@ func (l *Lane) remove(q *queue) {
 const (
 	maxFreeQueues   = 1024
 	maxFreeQueueCap = 64
+	// minSpill is the least backlog worth a spill file write.
+	minSpill = 16
 )
 
 // Budget returns the budget the lane spends from.

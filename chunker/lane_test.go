@@ -45,7 +45,7 @@ func TestLaneLimits(t *testing.T) {
 		opts      chunker.Options
 		wantSizes []int
 	}{
-		{"MaxEvents", 4500, 10, chunker.Options{}, []int{2000, 2000, 500}},
+		{"MaxEvents", 4500, 10, chunker.Options{MaxQueued: 5000}, []int{2000, 2000, 500}},
 		{"MaxEventsOption", 25, 10, chunker.Options{MaxEvents: 10}, []int{10, 10, 5}},
 		{"MaxBytes", 10, 100, chunker.Options{MaxBytes: 100*4 + 4 + 50, Overhead: 50}, []int{4, 4, 2}},
 		{"OversizedAlone", 2, 1000, chunker.Options{MaxBytes: 500, Overhead: 50}, []int{1, 1}},

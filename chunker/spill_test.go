@@ -69,3 +69,38 @@ func TestLaneSpillsHotDevice(t *testing.T) {
 		t.Fatalf("sent %d (%d cold), want %d (%d cold)", total, coldSent, hot+cold, cold)
 	}
 }
+
+// Large events fill a lane's byte bound long before any device holds two
+// requests' worth: a paced device must still spill, or the lane refuses
+// every push while the device waits for budget (the reader stalls).
+func TestLaneSpillsPacedDeviceWithLargeEvents(t *testing.T) {
+	b := chunker.NewBudget(10, 0) // 300 events per window
+	l := chunker.NewLane(b, chunker.Options{MaxQueued: 100000, MaxQueuedBytes: 1 << 20, SpillDir: t.TempDir()})
+	now := t0
+	sent := 0
+	for i := 0; i < 3000; i++ {
+		for tries := 0; !l.Push(ev("hot-device", "", int64(i), 4000), now); tries++ {
+			// What the pipeline's lane goroutine does meanwhile: send
+			// what it may, or wait a linger for more events.
+			if tries > 3 {
+				t.Fatalf("push %d refused again and again: the lane is stuck (%d queued, %d spilled)", i, l.Len(), l.Spilled())
+			}
+			bt := l.Next(now)
+			sent += len(bt.Events)
+			if len(bt.Events) == 0 && bt.Wait < time.Second {
+				now = now.Add(bt.Wait)
+			}
+		}
+	}
+	if l.Spilled() == 0 {
+		t.Fatal("the paced device never spilled")
+	}
+	l.Close()
+	batches, _ := drain(t, l, now, 100000)
+	for _, bt := range batches {
+		sent += len(bt)
+	}
+	if sent != 3000 {
+		t.Fatalf("sent %d, want 3000", sent)
+	}
+}
