@@ -134,7 +134,10 @@ func (p *progress) render(final bool) {
 			fmt.Fprintln(p.w)
 			return
 		}
-		_ = p.bar.Set64(read)
+		// Stay below 100% until finish: the reader can consume every byte
+		// before the last objects are done, and a bar that reached its
+		// maximum is finished and ignores later descriptions.
+		_ = p.bar.Set64(min(read, p.bar.GetMax64()-1))
 	case "plain":
 		el := time.Since(p.started).Seconds()
 		rate := 0.0
@@ -154,8 +157,13 @@ func (p *progress) render(final bool) {
 func (p *progress) finish(ok bool) {
 	p.mu.Lock()
 	stop, done := p.stop, p.done
-	if ok && p.bar != nil {
-		_ = p.bar.Set64(p.bar.GetMax64())
+	if p.bar != nil {
+		// Describe first: reaching 100% draws the bar one last time, and
+		// a finished bar ignores later descriptions.
+		p.bar.Describe(p.status())
+		if ok {
+			_ = p.bar.Set64(p.bar.GetMax64())
+		}
 	}
 	p.mu.Unlock()
 	if stop == nil {
