@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
@@ -215,21 +214,8 @@ func writeArray(in *inputSet, path string, seed int64, n int) error {
 	return fixturegen.WriteFile(path, opts)
 }
 
-var parquetSchema = arrow.NewSchema([]arrow.Field{
-	{Name: "user_id", Type: arrow.BinaryTypes.String, Nullable: true},
-	{Name: "device_id", Type: arrow.BinaryTypes.String, Nullable: true},
-	{Name: "event_type", Type: arrow.BinaryTypes.String, Nullable: true},
-	{Name: "time", Type: arrow.PrimitiveTypes.Int64},
-	{Name: "insert_id", Type: arrow.BinaryTypes.String},
-	{Name: "event_properties", Nullable: true, Type: arrow.StructOf(
-		arrow.Field{Name: "plan", Type: arrow.BinaryTypes.String, Nullable: true},
-		arrow.Field{Name: "amount", Type: arrow.PrimitiveTypes.Float64, Nullable: true},
-		arrow.Field{Name: "count", Type: arrow.PrimitiveTypes.Int64, Nullable: true},
-	)},
-}, nil)
-
-// writeParquet writes fixturegen events (without their list and map
-// properties) plus invalid rows, in row groups of 1,500 rows.
+// writeParquet writes fixturegen events plus invalid rows, in row groups of
+// 1,500 rows, with fixturegen's schema and row writer.
 func writeParquet(in *inputSet, path string, seed int64, n int) error {
 	name := filepath.Base(path)
 	f, err := os.Create(path)
@@ -238,50 +224,14 @@ func writeParquet(in *inputSet, path string, seed int64, n int) error {
 	}
 	defer f.Close()
 	props := parquet.NewWriterProperties(parquet.WithCompression(compress.Codecs.Snappy), parquet.WithMaxRowGroupLength(1500))
-	fw, err := pqarrow.NewFileWriter(parquetSchema, struct{ io.Writer }{f}, props, pqarrow.DefaultWriterProps())
+	fw, err := pqarrow.NewFileWriter(fixturegen.ParquetSchema, struct{ io.Writer }{f}, props, pqarrow.DefaultWriterProps())
 	if err != nil {
 		return err
 	}
-	b := array.NewRecordBuilder(memory.DefaultAllocator, parquetSchema)
+	b := array.NewRecordBuilder(memory.DefaultAllocator, fixturegen.ParquetSchema)
 	defer b.Release()
-	str := func(i int, s string) {
-		sb := b.Field(i).(*array.StringBuilder)
-		if s == "" {
-			sb.AppendNull()
-		} else {
-			sb.Append(s)
-		}
-	}
 	row := func(user, device, typ string, t int64, id string, p *fixturegen.Props) {
-		str(0, user)
-		str(1, device)
-		str(2, typ)
-		b.Field(3).(*array.Int64Builder).Append(t)
-		str(4, id)
-		sb := b.Field(5).(*array.StructBuilder)
-		if p == nil {
-			sb.AppendNull()
-			return
-		}
-		sb.Append(true)
-		plan := sb.FieldBuilder(0).(*array.StringBuilder)
-		amount := sb.FieldBuilder(1).(*array.Float64Builder)
-		count := sb.FieldBuilder(2).(*array.Int64Builder)
-		if p.Plan != nil {
-			plan.Append(*p.Plan)
-		} else {
-			plan.AppendNull()
-		}
-		if p.Amount != nil {
-			amount.Append(*p.Amount)
-		} else {
-			amount.AppendNull()
-		}
-		if p.Count != nil {
-			count.Append(*p.Count)
-		} else {
-			count.AppendNull()
-		}
+		fixturegen.AppendParquetRow(b, fixturegen.Event{UserID: user, DeviceID: device, EventType: typ, Time: t, InsertID: id, Props: p})
 	}
 	flush := func() error {
 		rec := b.NewRecordBatch()
