@@ -45,6 +45,11 @@ func (p Position) String() string {
 type Record struct {
 	Pos  Position
 	Data []byte
+	// Unchecked reports that Data is one line that starts with '{' in valid
+	// UTF-8 but has not been checked for JSON syntax: the reader left that
+	// to the consumer, which parses it anyway (mapping.Mapper does, and
+	// reports a syntax error with the code mapping.CodeInvalidJSON).
+	Unchecked bool
 }
 
 // RecordHeadroom is the spare capacity readers leave after Record.Data, so

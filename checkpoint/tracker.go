@@ -53,6 +53,13 @@ type Tracker struct {
 	mu       sync.Mutex
 	objs     map[string]*track
 	counters Counters
+	// last is the track get returned last: records come in long runs of
+	// one object, and this spares hashing its URL for each.
+	lastObj string
+	last    *track
+	// Scratch space of SettleEvents, reused under mu.
+	recs   []int64
+	ranges [][2]int64
 }
 
 type mark struct {
@@ -99,11 +106,15 @@ func newTrack(fingerprint string) *track {
 
 // get returns the object's track, creating it if needed. t.mu must be held.
 func (t *Tracker) get(object string) *track {
+	if t.last != nil && object == t.lastObj {
+		return t.last
+	}
 	tr := t.objs[object]
 	if tr == nil {
 		tr = newTrack("")
 		t.objs[object] = tr
 	}
+	t.lastObj, t.last = object, tr
 	return tr
 }
 
@@ -115,6 +126,7 @@ func (t *Tracker) get(object string) *track {
 func (t *Tracker) Begin(object, fingerprint string) Start {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.last = nil // the object's track may be replaced
 	tr := t.objs[object]
 	var changed bool
 	switch {

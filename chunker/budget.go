@@ -121,8 +121,9 @@ func (b *Budget) expire(st *steps, now int64) {
 }
 
 // take spends up to want events of id's budget at now and returns how many
-// it granted. b.mu must be held.
-func (b *Budget) take(k Kind, id string, now int64, want int) int {
+// it granted. *h caches hashID(id), 0 when not computed yet. b.mu must be
+// held.
+func (b *Budget) take(k Kind, id string, h *uint64, now int64, want int) int {
 	if b.limit == 0 {
 		return want
 	}
@@ -135,10 +136,11 @@ func (b *Budget) take(k Kind, id string, now int64, want int) int {
 				sk = newSketch(b.window)
 				b.sk[k] = sk
 			}
-			h := sk.hash(id)
-			est = sk.estimate(h, now)
-			if 2*(est+want) <= b.limit {
-				sk.add(h, now, want)
+			var ok bool
+			if *h == 0 {
+				*h = hashID(id)
+			}
+			if est, ok = sk.addIfUnder(*h, now, want, b.limit); ok {
 				return want
 			}
 		}
@@ -168,8 +170,9 @@ func (b *Budget) take(k Kind, id string, now int64, want int) int {
 }
 
 // give returns n events just taken at now to id's budget (the event was
-// not sent after all). b.mu must be held.
-func (b *Budget) give(k Kind, id string, now int64, n int) {
+// not sent after all). *h caches hashID(id), as for take. b.mu must be
+// held.
+func (b *Budget) give(k Kind, id string, h *uint64, now int64, n int) {
 	if b.limit == 0 || n <= 0 {
 		return
 	}
@@ -181,7 +184,10 @@ func (b *Budget) give(k Kind, id string, now int64, n int) {
 		return
 	}
 	if sk := b.sk[k]; sk != nil {
-		sk.add(sk.hash(id), now, -n)
+		if *h == 0 {
+			*h = hashID(id)
+		}
+		sk.add(*h, now, -n)
 	}
 }
 
@@ -260,29 +266,36 @@ func (b *Budget) pausedUntil(k Kind, id string, now time.Time) time.Time {
 // previous epoch of window seconds: their sum covers any sliding window of
 // that length ending now, and a count-min estimate never undercounts, so
 // estimate(id) ≥ the id's true events in the window.
+//
+// The two epochs' counters of a slot sit side by side (cell[e&1] counts
+// epoch e), so an estimate touches one cache line per row, not two.
 type sketch struct {
-	seed   maphash.Seed
 	window int64
-	epoch  int64               // index of cur
-	cur    [sketchRows][]int32 // counts in epoch
-	prev   [sketchRows][]int32 // counts in epoch-1
+	epoch  int64
+	rows   [sketchRows][]cell
 }
+
+type cell [2]int32
 
 const (
 	sketchRows  = 4
-	sketchWidth = 1 << 17 // 4 rows × 128 Ki × 4 B × 2 epochs = 4 MiB per kind
+	sketchWidth = 1 << 17 // 4 rows × 128 Ki × 8 B = 4 MiB per kind
 )
 
+// hashSeed seeds hashID for every sketch, so an id is hashed once per event
+// for all the budgets it spends.
+var hashSeed = maphash.MakeSeed()
+
+// hashID is the sketch hash of id.
+func hashID(id string) uint64 { return maphash.String(hashSeed, id) }
+
 func newSketch(window int64) *sketch {
-	s := &sketch{seed: maphash.MakeSeed(), window: window}
+	s := &sketch{window: window}
 	for r := range sketchRows {
-		s.cur[r] = make([]int32, sketchWidth)
-		s.prev[r] = make([]int32, sketchWidth)
+		s.rows[r] = make([]cell, sketchWidth)
 	}
 	return s
 }
-
-func (s *sketch) hash(id string) uint64 { return maphash.String(s.seed, id) }
 
 // roll advances the epochs to the one holding now.
 func (s *sketch) roll(now int64) {
@@ -291,14 +304,17 @@ func (s *sketch) roll(now int64) {
 	case e == s.epoch:
 		return
 	case e == s.epoch+1:
-		s.prev, s.cur = s.cur, s.prev
+		// Epoch e takes the counters of epoch e-2, which leaves the window.
+		p := e & 1
 		for r := range sketchRows {
-			clear(s.cur[r])
+			row := s.rows[r]
+			for i := range row {
+				row[i][p] = 0
+			}
 		}
 	default:
 		for r := range sketchRows {
-			clear(s.cur[r])
-			clear(s.prev[r])
+			clear(s.rows[r])
 		}
 	}
 	s.epoch = e
@@ -314,15 +330,38 @@ func (s *sketch) estimate(h uint64, now int64) int {
 	s.roll(now)
 	est := int32(1<<31 - 1)
 	for r := range sketchRows {
-		i := slot(h, r)
-		est = min(est, s.cur[r][i]+s.prev[r][i])
+		c := &s.rows[r][slot(h, r)]
+		est = min(est, c[0]+c[1])
 	}
 	return int(est)
 }
 
 func (s *sketch) add(h uint64, now int64, n int) {
 	s.roll(now)
+	p := s.epoch & 1
 	for r := range sketchRows {
-		s.cur[r][slot(h, r)] += int32(n)
+		s.rows[r][slot(h, r)][p] += int32(n)
 	}
+}
+
+// addIfUnder returns the estimate of h and, when the estimate plus n is at
+// most half of limit, adds n and reports true: estimate and add in one
+// pass over the rows.
+func (s *sketch) addIfUnder(h uint64, now int64, n, limit int) (int, bool) {
+	s.roll(now)
+	var cs [sketchRows]*cell
+	est := int32(1<<31 - 1)
+	for r := range sketchRows {
+		c := &s.rows[r][slot(h, r)]
+		cs[r] = c
+		est = min(est, c[0]+c[1])
+	}
+	if 2*(int(est)+n) > limit {
+		return int(est), false
+	}
+	p := s.epoch & 1
+	for _, c := range cs {
+		c[p] += int32(n)
+	}
+	return int(est), true
 }

@@ -81,7 +81,8 @@ type Lane struct {
 	mu          sync.Mutex
 	queues      map[string]*queue
 	active      []*queue
-	free        []*queue // emptied queues kept for reuse (most devices have few events)
+	free        []*queue         // emptied queues kept for reuse (most devices have few events)
+	spare       []backfill.Event // a recycled Batch.Events, reused by Next
 	rr          int
 	queued      int // events in memory
 	queuedBytes int
@@ -153,12 +154,14 @@ func (l *Lane) Push(ev backfill.Event, now time.Time) bool {
 	if l.spillErr != nil {
 		return false
 	}
+	k := Key(&ev)
+	q := l.queues[k] // makeRoom neither adds nor removes queues
 	if l.queued > 0 && (l.queued >= l.opts.MaxQueued || l.queuedBytes >= l.opts.MaxQueuedBytes) {
-		if q := l.queues[Key(&ev)]; (q == nil || q.sp == nil) && !l.makeRoom() {
+		if (q == nil || q.sp == nil) && !l.makeRoom() {
 			return false
 		}
 	}
-	if q := l.queues[Key(&ev)]; q != nil && q.sp != nil {
+	if q != nil && q.sp != nil {
 		// The device is spilling: its newer events follow the file.
 		if err := q.sp.push(&ev); err != nil {
 			l.spillErr = err
@@ -166,7 +169,7 @@ func (l *Lane) Push(ev backfill.Event, now time.Time) bool {
 		}
 		l.spilled++
 	} else {
-		l.add(ev, now, false)
+		l.addTo(q, k, ev, now, false)
 	}
 	signal(l.ready)
 	return true
@@ -253,7 +256,11 @@ func (l *Lane) makeRoom() bool {
 
 func (l *Lane) add(ev backfill.Event, now time.Time, front bool) {
 	k := Key(&ev)
-	q := l.queues[k]
+	l.addTo(l.queues[k], k, ev, now, front)
+}
+
+// addTo is add with ev's key k and its queue q (nil when it has none).
+func (l *Lane) addTo(q *queue, k string, ev backfill.Event, now time.Time, front bool) {
 	if q == nil {
 		if n := len(l.free); n > 0 {
 			q = l.free[n-1]
@@ -447,7 +454,9 @@ func (l *Lane) Next(now time.Time) Batch {
 			}
 			q.blocked = false
 			if out == nil {
-				out = make([]backfill.Event, 0, min(l.queued, l.opts.MaxEvents))
+				if out, l.spare = l.spare, nil; cap(out) == 0 {
+					out = make([]backfill.Event, 0, min(l.queued, l.opts.MaxEvents))
+				}
 			}
 			out = append(out, *ev)
 			size += n
@@ -488,6 +497,21 @@ func (l *Lane) Next(now time.Time) Batch {
 	return Batch{Wait: wait, Queued: l.queued + l.spilled, Closed: l.closed}
 }
 
+// Recycle gives back the Events of a Batch once the caller is done with
+// them (sent and settled, nothing of the slice kept), so that a later Next
+// reuses the slice instead of allocating one per request.
+func (l *Lane) Recycle(evs []backfill.Event) {
+	if cap(evs) == 0 {
+		return
+	}
+	clear(evs) // drop the references to the events' bytes
+	l.mu.Lock()
+	if cap(evs) > cap(l.spare) {
+		l.spare = evs[:0]
+	}
+	l.mu.Unlock()
+}
+
 // admit spends the budget of ev's device and user (and the daily budget,
 // if any) and returns 0, or spends nothing and returns how long until ev
 // may go: a 429 pause or an exhausted budget. Called with the budget locks
@@ -496,7 +520,8 @@ func (l *Lane) admit(ev *backfill.Event, now time.Time, sec int64) time.Duration
 	ids := [...]struct {
 		k  Kind
 		id string
-	}{{Device, ev.DeviceID}, {User, ev.UserID}}
+		h  uint64
+	}{{k: Device, id: ev.DeviceID}, {k: User, id: ev.UserID}}
 	var wait time.Duration
 	for _, x := range ids {
 		if x.id == "" {
@@ -514,8 +539,10 @@ func (l *Lane) admit(ev *backfill.Event, now time.Time, sec int64) time.Duration
 		if b == nil || b.limit == 0 {
 			continue
 		}
-		for xi, x := range ids {
-			if x.id == "" || b.take(x.k, x.id, sec, 1) == 1 {
+		// ids[].h is computed at most once, for every budget's sketch.
+		for xi := range ids {
+			x := &ids[xi]
+			if x.id == "" || b.take(x.k, x.id, &x.h, sec, 1) == 1 {
 				continue
 			}
 			wait = max(b.nextFree(x.k, x.id, sec), time.Millisecond)
@@ -529,9 +556,9 @@ func (l *Lane) admit(ev *backfill.Event, now time.Time, sec int64) time.Duration
 				if pb == nil || pb.limit == 0 {
 					continue
 				}
-				for yi, y := range ids {
-					if y.id != "" && (pi < bi || yi < xi) {
-						pb.give(y.k, y.id, sec, 1)
+				for yi := range ids {
+					if y := &ids[yi]; y.id != "" && (pi < bi || yi < xi) {
+						pb.give(y.k, y.id, &y.h, sec, 1)
 					}
 				}
 			}

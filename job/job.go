@@ -451,6 +451,8 @@ func readerOptions(cfg *Config) reader.Options {
 		Delimiter:   cfg.Delimiter,
 		ColumnTypes: cfg.ColumnTypes,
 		Columns:     cfg.Columns,
+		// The mapper parses every record: one scan instead of two.
+		DeferJSONCheck: true,
 	}
 	if cfg.OpenBucket != nil {
 		o.OpenBucket = cfg.OpenBucket

@@ -153,6 +153,44 @@ func TestErrors(t *testing.T) {
 	}
 }
 
+// An Unchecked record (reader.Options.DeferJSONCheck) gets the reader's
+// strict syntax check on the slow path; the fast path takes valid events
+// in one scan and must produce what the slow path produces.
+func TestUncheckedRecords(t *testing.T) {
+	m := newMapper(t, mapping.Options{SkipUserPropertiesSync: true})
+	for i, in := range []string{
+		`{"user_id":"user-0001","event_type":"e","time":1700000000000,`,
+		`{"user_id":"user-0001","event_type":"e","time":1700000000000,"x":01}`,
+		`{"user_id":"user-0001","event_type":"e","time":1700000000000,"event_properties":{"k":"a` + "\x01" + `"}}`,
+	} {
+		r := rec(i, in)
+		r.Unchecked = true
+		_, err := m.Map(r)
+		var me *mapping.Error
+		if !errors.As(err, &me) || me.Code != mapping.CodeInvalidJSON || !strings.HasPrefix(me.Record.Reason, "invalid JSON: ") || me.Record.Pos.Line != int64(i+1) {
+			t.Errorf("Map(%s) = %v, want an invalid_json error naming line %d", in, err, i+1)
+		}
+	}
+	// Valid records: Unchecked changes nothing.
+	for i, in := range []string{
+		`{"user_id":"user-0001","device_id":"device-0001","event_type":"e","time":1700000000000,"event_properties":{"k":[1,{"a":null}]}}`,
+		`{"user_id":"user-0001","event_type":"e","time":1700000000000,"event_properties":{"k":"caf\u00e9"}}`,
+		`{"user_id":"user-0001","event_type":"e","time":1700000000000,"custom":{"k":1}}`,
+	} {
+		r := rec(i, in)
+		want, err := m.Map(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Unchecked = true
+		got, err := m.Map(r)
+		if err != nil || string(got.Raw) != string(want.Raw) || got.DeviceID != want.DeviceID || got.UserID != want.UserID ||
+			got.InsertID != want.InsertID || got.EventType != want.EventType || got.Time != want.Time {
+			t.Errorf("Unchecked %s: %+v, %v; want %+v", in, got, err, want)
+		}
+	}
+}
+
 func TestDeadLetterRefeed(t *testing.T) {
 	m := newMapper(t, mapping.Options{SkipUserPropertiesSync: true})
 	entry := `{"backfill_dead_letter":1,"object":"s3://b/x.jsonl","record":4,"line":5,"stage":"validate","reason":"missing time","insert_id":"bf-orig","data":%s}`

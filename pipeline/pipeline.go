@@ -715,6 +715,11 @@ func (r *run) dispatch(ctx context.Context, ordered <-chan *mapJob) error {
 				}
 				if errors.As(err, &mapErr) {
 					insertID = mapErr.InsertID
+					if mapErr.Code == mapping.CodeInvalidJSON {
+						// A syntax error the reader left to the mapper
+						// (reader.Options.DeferJSONCheck).
+						stage = deadletter.StageDecode
+					}
 				}
 				if errors.Is(err, mapping.ErrFiltered) {
 					stage = deadletter.StageFilter
@@ -822,6 +827,7 @@ func (r *run) lane(hard, readCtx context.Context, route backfill.Route, l *chunk
 			if err := r.sendBatch(hard, route, l, b.Events); err != nil {
 				return err
 			}
+			l.Recycle(b.Events)
 			continue
 		}
 		if b.Queued == 0 && b.Closed {
@@ -883,12 +889,9 @@ func (r *run) sendBatch(ctx context.Context, route backfill.Route, l *chunker.La
 	}
 	r.deps.Tracker.AddCounters(d)
 
-	tr := r.deps.Tracker
-	for _, i := range res.Accepted {
-		if tr.Settle(evs[i].Pos, checkpoint.Accepted) {
-			r.stats.Accepted.Add(1)
-		}
-		r.pending.Add(-1)
+	if len(res.Accepted) > 0 {
+		r.stats.Accepted.Add(int64(r.deps.Tracker.SettleEvents(evs, res.Accepted, checkpoint.Accepted)))
+		r.pending.Add(-int64(len(res.Accepted)))
 	}
 	for _, rej := range res.Rejected {
 		ev := &evs[rej.Index]

@@ -252,6 +252,7 @@ func (c *countingReader) Read(p []byte) (int, error) {
 type textConfig struct {
 	url       string
 	maxRecord int
+	deferJSON bool // Options.DeferJSONCheck
 }
 
 // startState is where a text decoder starts in the decompressed stream.
@@ -261,7 +262,7 @@ type startState struct {
 
 // openText opens a JSON lines, JSON array, CSV or TSV object.
 func (r *Reader) openText(ctx context.Context, d *Decoder, obj Object, st store, format Format, start Start) error {
-	cfg := textConfig{url: obj.URL, maxRecord: r.opts.MaxRecordBytes}
+	cfg := textConfig{url: obj.URL, maxRecord: r.opts.MaxRecordBytes, deferJSON: r.opts.DeferJSONCheck}
 	if start.Record > 0 && start.Offset > 0 && start.Line > 0 {
 		if ok, err := r.openTextAt(ctx, d, st, format, start, cfg); ok || err != nil {
 			return err

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"strings"
@@ -338,5 +339,33 @@ func TestCancelledNext(t *testing.T) {
 	var oe *backfill.ObjectError
 	if _, err := d.Next(context.Background()); err != nil || errors.As(err, &oe) {
 		t.Fatalf("Next after a cancelled call = %v", err)
+	}
+}
+
+// With DeferJSONCheck, JSON-lines records are framed and checked for UTF-8
+// and a leading '{' only; the syntax check is the consumer's, flagged by
+// Record.Unchecked. JSON arrays still check their elements.
+func TestDeferJSONCheck(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir+"/a.jsonl", []byte("{\"a\":1}\n{\"a\":\n\n[1,2]\n{\"b\":\"\xff\"}\n{\"a\":4}\n"))
+	writeFile(t, dir+"/b.json", []byte(`[{"a":1},{"a":},{"a":2}]`))
+	r := newReader(t, reader.Options{DeferJSONCheck: true})
+	res := readObject(t, r, localObject(t, r, dir+"/a.jsonl"), reader.Start{})
+	var got []string
+	for _, rec := range res.recs {
+		if !rec.Unchecked {
+			t.Errorf("record %d is not flagged Unchecked", rec.Pos.Record)
+		}
+		got = append(got, fmt.Sprintf("%d:%s", rec.Pos.Line, rec.Data))
+	}
+	if want := []string{`1:{"a":1}`, `2:{"a":`, `6:{"a":4}`}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("records %q, want %q", got, want)
+	}
+	if len(res.bad) != 2 || !strings.Contains(res.bad[0].Reason, "not a JSON object") || !strings.Contains(res.bad[1].Reason, "invalid UTF-8") {
+		t.Fatalf("record errors %v", res.bad)
+	}
+	res = readObject(t, r, localObject(t, r, dir+"/b.json"), reader.Start{})
+	if len(res.recs) != 2 || res.recs[0].Unchecked || len(res.bad) != 1 || !strings.Contains(res.bad[0].Reason, "invalid JSON") {
+		t.Fatalf("JSON array: records %v, errors %v", res.recs, res.bad)
 	}
 }

@@ -115,21 +115,36 @@ func (j *jsonLines) next() (backfill.Record, error) {
 			return backfill.Record{}, &backfill.RecordError{Pos: pos, Raw: bytes.Clone(t[:min(len(t), maxRawLong)]),
 				Reason: fmt.Sprintf("line longer than %d bytes", j.cfg.maxRecord)}
 		}
-		if reason := checkObject(t); reason != "" {
+		reason := ""
+		if j.cfg.deferJSON {
+			reason = checkStart(t)
+		} else {
+			reason = checkObject(t)
+		}
+		if reason != "" {
 			return backfill.Record{}, &backfill.RecordError{Pos: pos, Raw: bytes.Clone(t), Reason: reason}
 		}
-		return backfill.Record{Pos: pos, Data: backfill.CloneRecordData(t)}, nil
+		return backfill.Record{Pos: pos, Data: backfill.CloneRecordData(t), Unchecked: j.cfg.deferJSON}, nil
 	}
 }
 
-// checkObject returns why t is not one valid JSON object in valid UTF-8, or
-// "" when it is.
-func checkObject(t []byte) string {
+// checkStart returns why t cannot be a JSON object in valid UTF-8 at first
+// sight, or "".
+func checkStart(t []byte) string {
 	if !utf8.Valid(t) {
 		return "invalid UTF-8"
 	}
 	if t[0] != '{' {
 		return "not a JSON object (starts with " + quoteByte(t[0]) + ")"
+	}
+	return ""
+}
+
+// checkObject returns why t is not one valid JSON object in valid UTF-8, or
+// "" when it is.
+func checkObject(t []byte) string {
+	if reason := checkStart(t); reason != "" {
+		return reason
 	}
 	if err := fastjson.ValidateBytes(t); err != nil {
 		return truncate("invalid JSON: " + err.Error())

@@ -96,6 +96,12 @@ type Options struct {
 	// ParquetBufferSize is the read buffer per Parquet column; 0 means
 	// DefaultParquetBufferSize.
 	ParquetBufferSize int
+	// DeferJSONCheck leaves the JSON syntax check of JSON-lines records to
+	// the consumer: a line is still checked for UTF-8 and for starting with
+	// '{', but is then returned with Record.Unchecked set instead of being
+	// validated here. A consumer that parses every record anyway (the
+	// mapper) saves one scan of the input.
+	DeferJSONCheck bool
 	// OpenBucket opens a bucket URL such as "s3://bucket?region=eu-west-1".
 	// nil means blob.OpenBucket. Tests use it to inject in-memory or fake
 	// buckets. The Reader closes the buckets it opened this way.

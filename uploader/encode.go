@@ -87,13 +87,6 @@ func (e *encoder) appendBody(dst []byte, events []backfill.Event, idx []int) []b
 	return append(dst, e.suffix...)
 }
 
-// body encodes events[idx...] into a fresh, exactly sized slice. The slice is
-// not pooled: the HTTP transport may still read a request body after Do
-// returns, so reusing it would race.
-func (e *encoder) body(events []backfill.Event, idx []int) []byte {
-	return e.appendBody(make([]byte, 0, e.size(events, idx)), events, idx)
-}
-
 // gzipLevel favours CPU over ratio: JSON compresses ~5-10x even at level 1,
 // and the machine running backfills is usually short of cores, not bandwidth.
 const gzipLevel = gzip.BestSpeed
@@ -103,12 +96,11 @@ var gzipWriters = sync.Pool{New: func() any {
 	return w
 }}
 
-// gzipBytes returns b gzip-compressed.
-func gzipBytes(b []byte) []byte {
-	var buf bytes.Buffer
-	buf.Grow(len(b)/4 + 64)
+// appendGzip appends b gzip-compressed to dst.
+func appendGzip(dst, b []byte) []byte {
+	buf := bytes.NewBuffer(dst)
 	w := gzipWriters.Get().(*gzip.Writer)
-	w.Reset(&buf)
+	w.Reset(buf)
 	_, _ = w.Write(b) // writes to a bytes.Buffer cannot fail
 	_ = w.Close()
 	w.Reset(nil)

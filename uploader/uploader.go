@@ -1,7 +1,6 @@
 package uploader
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -367,7 +366,13 @@ func (c *Client) Send(ctx context.Context, route backfill.Route, events []backfi
 		r := &st.res
 		switch v.kind {
 		case kindAccept:
-			r.Accepted = append(r.Accepted, cur...)
+			if r.Accepted == nil && len(pending) == 1 {
+				// The common case, everything accepted at once: cur is
+				// the last use of its indexes.
+				r.Accepted = cur[:len(cur):len(cur)]
+			} else {
+				r.Accepted = append(r.Accepted, cur...)
+			}
 			pending = pending[1:]
 		case kindPartial:
 			rest := cur[:0:0]
@@ -451,10 +456,8 @@ func (c *Client) presplit(events []backfill.Event, idx []int, maxBytes int) [][]
 // is not retryable, and returns its verdict. It returns ctx.Err() when ctx
 // ends, or a *StatusError for fatal responses and exhausted retries.
 func (c *Client) exchange(ctx context.Context, route backfill.Route, events []backfill.Event, cur []int, stats *Stats) (verdict, error) {
-	body := c.enc.body(events, cur)
-	if c.gzip {
-		body = gzipBytes(body)
-	}
+	body := newReqBody(&c.enc, events, cur, c.gzip)
+	defer body.release()
 	target := c.batchURL
 	if route == backfill.RouteHTTP {
 		target = c.httpURL
@@ -467,7 +470,7 @@ func (c *Client) exchange(ctx context.Context, route backfill.Route, events []ba
 		if attempt > 1 {
 			stats.Retries++
 		}
-		stats.BytesSent += int64(len(body))
+		stats.BytesSent += int64(body.Len())
 		status, respBody, err := c.do(ctx, target, body)
 		var v verdict
 		var cause error
@@ -519,13 +522,20 @@ func (c *Client) exchange(ctx context.Context, route backfill.Route, events []ba
 
 // do performs one POST and reads the response. A non-nil error with a
 // non-zero status means the response was truncated.
-func (c *Client) do(ctx context.Context, target string, body []byte) (int, []byte, error) {
-	// bytes.Reader makes NewRequest set ContentLength and GetBody, so
-	// redirects and transport-level retries replay identical bytes.
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
+func (c *Client) do(ctx context.Context, target string, body *reqBody) (int, []byte, error) {
+	rd, err := body.reader()
 	if err != nil {
 		return 0, nil, err
 	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, rd)
+	if err != nil {
+		rd.Close()
+		return 0, nil, err
+	}
+	// GetBody lets redirects and transport-level retries replay identical
+	// bytes.
+	req.ContentLength = int64(body.Len())
+	req.GetBody = body.reader
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "*/*")
 	req.Header.Set("User-Agent", c.userAgent)

@@ -136,5 +136,38 @@ var blocked = map[string]bool{
 // IsBlockedID reports whether id is on Amplitude's blocked id list. The
 // comparison ignores case and surrounding spaces.
 func IsBlockedID(id string) bool {
-	return blocked[strings.ToLower(strings.TrimSpace(id))]
+	// The usual id is ASCII and not blocked: answer without allocating.
+	t := strings.Trim(id, " \t\n\v\f\r")
+	for i := 0; i < len(t); i++ {
+		if t[i] >= 0x80 {
+			return blocked[strings.ToLower(strings.TrimSpace(id))]
+		}
+	}
+	// ASCII: lowering keeps the length.
+	if len(t) == 0 || len(t) > maxBlockedLen || !blockedLen[len(t)] || !blockedFirst[t[0]] {
+		return false
+	}
+	var low [maxBlockedLen]byte
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		low[i] = c
+	}
+	return blocked[string(low[:len(t)])]
 }
+
+// blockedLen and blockedFirst are the lengths and first bytes (either
+// case) of the blocked ids: most ids are ruled out without hashing them.
+var blockedLen, blockedFirst = func() (l [maxBlockedLen + 1]bool, f [256]bool) {
+	for id := range blocked {
+		l[len(id)] = true
+		f[id[0]] = true
+		f[strings.ToUpper(id[:1])[0]] = true
+	}
+	return l, f
+}()
+
+// maxBlockedLen is the length of the longest blocked id.
+const maxBlockedLen = len("00000000-0000-0000-0000-000000000000")
