@@ -1,8 +1,7 @@
 package emulator
 
-import "hash/maphash"
-
-// dedupeKey is a 128-bit hash of (api_key, device_id, insert_id). Two
+// dedupeKey is a 128-bit hash of (api_key, device_id, insert_id), made of
+// two maphash hashes with the Server's seeds (see Server.dedupeKeys). Two
 // independent 64-bit hashes make an accidental collision (which would drop
 // a real event) vanishingly unlikely while keeping entries small.
 type dedupeKey [2]uint64
@@ -17,21 +16,12 @@ type dedupeEntry struct {
 // exactly while its latest queue entry is: insert adds only absent keys, and
 // entries leave the queue in the order they came.
 type dedupeSet struct {
-	seed1, seed2 maphash.Seed
-	seen         map[dedupeKey]struct{}
-	queue        chunked[dedupeEntry]
+	seen  map[dedupeKey]struct{}
+	queue chunked[dedupeEntry]
 }
 
 func newDedupeSet() *dedupeSet {
-	return &dedupeSet{
-		seed1: maphash.MakeSeed(),
-		seed2: maphash.MakeSeed(),
-		seen:  make(map[dedupeKey]struct{}),
-	}
-}
-
-func (d *dedupeSet) key(b []byte) dedupeKey {
-	return dedupeKey{maphash.Bytes(d.seed1, b), maphash.Bytes(d.seed2, b)}
+	return &dedupeSet{seen: make(map[dedupeKey]struct{})}
 }
 
 // expire forgets entries first seen at or before cutoff (unix ms).

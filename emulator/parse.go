@@ -2,10 +2,8 @@ package emulator
 
 import (
 	"bytes"
-	"encoding/json"
+	"net/http"
 	"unicode/utf8"
-
-	"github.com/valyala/fastjson"
 )
 
 // Documented 400 error strings (amplitude-api.md §6).
@@ -55,13 +53,16 @@ func isBlocked(id []byte) bool {
 }
 
 // event is what the server needs from one valid event. The byte slices
-// point into the parser's memory and are valid until the parser is reused.
+// point into the request body or the scanner's memory and are valid until
+// the request's scratch memory is reused.
 type event struct {
 	raw      []byte
-	device   []byte // effective device_id after stripping; nil when none
+	f        [numFields]span // where the fields the server reads are
+	device   []byte          // effective device_id after stripping; nil when none
 	user     []byte
-	insertID []byte // nil when absent or empty
-	aggs     [2]*agg
+	insertID []byte    // nil when absent or empty
+	dkey     dedupeKey // dedupe key, when insertID != nil
+	aggs     [2]int32  // 1 + index in the request's aggregates of the device and the user; 0 when none
 }
 
 // eventErrors collects per-event problems, field → indexes.
@@ -84,6 +85,67 @@ func (e *eventErrors) any() bool {
 	return e.missing != nil || e.invalid != nil || e.idLengths != nil
 }
 
+// parseBody runs steps 3 to 7 of the pipeline on a body that is not blank:
+// JSON, size, required fields, API key, the events array and the per-event
+// checks. On failure it returns the answer and how many events the request
+// carried (0 if unknown). Lookups and type checks follow fastjson's, which
+// this package used to parse bodies with.
+func parseBody(sc *scanner, body []byte, limit int, apiKeys map[string]struct{}) (apiKey []byte, events []event, rep reply, n int, ok bool) {
+	if !sc.scan(body) {
+		return nil, nil, errorReply(http.StatusBadRequest, errInvalidJSON), 0, false
+	}
+	if limit > 0 && len(body) > limit {
+		return nil, nil, errorReply(http.StatusRequestEntityTooLarge, errTooLarge), 0, false
+	}
+	if m := sc.get(nameAPIKey); m != nil && body[m.val.start] == '"' {
+		apiKey = sc.text(m.val)
+	}
+	if len(apiKey) == 0 {
+		b := newBadRequest(errMissingField)
+		b.MissingField = "api_key"
+		return nil, nil, jsonReply(http.StatusBadRequest, b, errMissingField+": api_key"), 0, false
+	}
+	evs := sc.get(nameEvents)
+	if evs == nil || body[evs.val.start] != '[' {
+		b := newBadRequest(errMissingField)
+		b.MissingField = "events"
+		return nil, nil, jsonReply(http.StatusBadRequest, b, errMissingField+": events"), 0, false
+	}
+	if apiKeys != nil {
+		if _, ok := apiKeys[string(apiKey)]; !ok {
+			rep := errorReply(http.StatusBadRequest, errInvalidKey+string(apiKey))
+			rep.msg = "invalid api key"
+			return nil, nil, rep, 0, false
+		}
+	}
+	if evs.n > MaxEventsPerRequest {
+		return nil, nil, errorReply(http.StatusRequestEntityTooLarge, errTooLarge), evs.n, false
+	}
+	if !evs.objects {
+		return nil, nil, errorReply(http.StatusBadRequest, errInvalidEvent), evs.n, false
+	}
+	events = sc.events[evs.from : evs.from+evs.n]
+	minLen := sc.minIDLength()
+	var errs eventErrors
+	for i := range events {
+		sc.checkEvent(i, &events[i], minLen, &errs)
+	}
+	if errs.any() {
+		b := newBadRequest(errInvalidFields)
+		if errs.invalid != nil {
+			b.EventsWithInvalidFields = errs.invalid
+		}
+		if errs.missing != nil {
+			b.EventsWithMissingFields = errs.missing
+		}
+		if errs.idLengths != nil {
+			b.EventsWithInvalidIDLengths = errs.idLengths
+		}
+		return nil, nil, jsonReply(http.StatusBadRequest, b, errInvalidFields), len(events), false
+	}
+	return apiKey, events, reply{}, len(events), true
+}
+
 // idField classifies a user_id/device_id value.
 type idField struct {
 	val     []byte // the id, when a usable string
@@ -92,16 +154,16 @@ type idField struct {
 	blocked bool
 }
 
-func readID(v *fastjson.Value, minLen int) idField {
+func (s *scanner) readID(v span, minLen int) idField {
 	var f idField
-	if v == nil || v.Type() == fastjson.TypeNull {
+	if !v.ok() || s.b[v.start] == 'n' {
 		return f
 	}
-	if v.Type() != fastjson.TypeString {
+	if s.b[v.start] != '"' {
 		f.badType = true
 		return f
 	}
-	b, _ := v.StringBytes()
+	b := s.text(v)
 	if len(b) == 0 {
 		return f
 	}
@@ -116,46 +178,18 @@ func readID(v *fastjson.Value, minLen int) idField {
 
 // checkEvent validates event i (an object) and fills ev. Steps follow
 // amplitude-api.md §11.5.
-func checkEvent(i int, v *fastjson.Value, minLen int, ev *event, errs *eventErrors) {
-	o, _ := v.Object()
-	var (
-		eventType, userID, deviceID, tm, insertID *fastjson.Value
-	)
-	o.Visit(func(key []byte, v *fastjson.Value) {
-		switch string(key) {
-		case "event_type":
-			if eventType == nil {
-				eventType = v
-			}
-		case "user_id":
-			if userID == nil {
-				userID = v
-			}
-		case "device_id":
-			if deviceID == nil {
-				deviceID = v
-			}
-		case "time":
-			if tm == nil {
-				tm = v
-			}
-		case "insert_id":
-			if insertID == nil {
-				insertID = v
-			}
-		}
-	})
+func (s *scanner) checkEvent(i int, ev *event, minLen int, errs *eventErrors) {
 	// 1. strip short ids.
-	u := readID(userID, minLen)
-	d := readID(deviceID, minLen)
+	u := s.readID(ev.f[fieldUserID], minLen)
+	d := s.readID(ev.f[fieldDeviceID], minLen)
 	// 2. event_type.
-	switch {
-	case eventType == nil || eventType.Type() == fastjson.TypeNull:
+	switch et := ev.f[fieldEventType]; {
+	case !et.ok() || s.b[et.start] == 'n':
 		errs.add(&errs.missing, "event_type", i)
-	case eventType.Type() != fastjson.TypeString:
+	case s.b[et.start] != '"':
 		errs.add(&errs.invalid, "event_type", i)
 	default:
-		b, _ := eventType.StringBytes()
+		b := s.text(et)
 		if len(b) == 0 {
 			errs.add(&errs.missing, "event_type", i)
 		} else if _, ok := reservedTypes[string(b)]; ok {
@@ -184,149 +218,37 @@ func checkEvent(i int, v *fastjson.Value, minLen int, ev *event, errs *eventErro
 	if d.badType || d.blocked {
 		errs.add(&errs.invalid, "device_id", i)
 	}
-	if tm != nil && tm.Type() != fastjson.TypeNull {
-		if _, err := tm.Int64(); err != nil {
+	if tm := ev.f[fieldTime]; tm.ok() && s.b[tm.start] != 'n' {
+		if _, ok := s.int64Value(tm); !ok {
 			errs.add(&errs.invalid, "time", i)
 		}
 	}
 	var ins []byte
-	if insertID != nil && insertID.Type() != fastjson.TypeNull {
-		if insertID.Type() != fastjson.TypeString {
+	if v := ev.f[fieldInsertID]; v.ok() && s.b[v.start] != 'n' {
+		if s.b[v.start] != '"' {
 			errs.add(&errs.invalid, "insert_id", i)
-		} else {
-			ins, _ = insertID.StringBytes()
-			if len(ins) == 0 {
-				ins = nil
-			}
+		} else if ins = s.text(v); len(ins) == 0 {
+			ins = nil
 		}
 	}
 	ev.user, ev.device, ev.insertID = u.val, d.val, ins
 }
 
-// minIDLength reads options.min_id_length; anything but a positive integer
-// means the default.
-func minIDLength(root *fastjson.Value) int {
-	v := root.Get("options", "min_id_length")
-	if v == nil {
+// minIDLength reads options.min_id_length as fastjson's
+// root.Get("options", "min_id_length").Int() did; anything but a positive
+// integer means the default.
+func (s *scanner) minIDLength() int {
+	m := s.get(nameOptions)
+	if m == nil || s.b[m.val.start] != '{' {
 		return DefaultMinIDLength
 	}
-	n, err := v.Int()
-	if err != nil || n <= 0 {
+	v := s.objectGet(m.val, "min_id_length")
+	if !v.ok() {
 		return DefaultMinIDLength
 	}
-	return n
-}
-
-// splitEvents returns the raw bytes of each element of the first top-level
-// "events" array of body, exactly as received. body must be valid JSON (it
-// is validated before). It returns nil when there is no such array.
-func splitEvents(body []byte) [][]byte {
-	i := skipWS(body, 0)
-	if i >= len(body) || body[i] != '{' {
-		return nil
+	n, ok := s.int64Value(v)
+	if !ok || n <= 0 || int64(int(n)) != n {
+		return DefaultMinIDLength
 	}
-	i++
-	for {
-		i = skipWS(body, i)
-		if i >= len(body) || body[i] != '"' {
-			return nil
-		}
-		end := skipString(body, i)
-		key := body[i+1 : end-1]
-		if bytes.IndexByte(key, '\\') >= 0 {
-			var s string
-			if json.Unmarshal(body[i:end], &s) == nil {
-				key = []byte(s)
-			}
-		}
-		i = skipWS(body, end)
-		i++ // ':'
-		i = skipWS(body, i)
-		if string(key) == "events" {
-			if body[i] != '[' {
-				return nil
-			}
-			return splitArray(body, i)
-		}
-		i = skipValue(body, i)
-		i = skipWS(body, i)
-		if i >= len(body) || body[i] != ',' {
-			return nil
-		}
-		i++
-	}
-}
-
-func splitArray(body []byte, i int) [][]byte {
-	var out [][]byte
-	i++ // '['
-	for {
-		i = skipWS(body, i)
-		if i >= len(body) || body[i] == ']' {
-			return out
-		}
-		start := i
-		i = skipValue(body, i)
-		out = append(out, body[start:i:i])
-		i = skipWS(body, i)
-		if i < len(body) && body[i] == ',' {
-			i++
-		}
-	}
-}
-
-func skipWS(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
-		i++
-	}
-	return i
-}
-
-// skipString returns the index just past the string starting at b[i]=='"'.
-// A plain loop beats bytes.IndexByte on the short strings events are made of.
-func skipString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
-		}
-	}
-	return len(b)
-}
-
-// skipValue returns the index just past the value starting at b[i].
-func skipValue(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		return skipString(b, i)
-	case '{', '[':
-		depth := 0
-		for i < len(b) {
-			switch b[i] {
-			case '"':
-				i = skipString(b, i)
-				continue
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return i + 1
-				}
-			}
-			i++
-		}
-		return i
-	default:
-		for i < len(b) {
-			switch b[i] {
-			case ',', '}', ']', ' ', '\n', '\r', '\t':
-				return i
-			}
-			i++
-		}
-		return i
-	}
+	return int(n)
 }

@@ -5,10 +5,12 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"math/rand/v2"
 	"mime"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -16,7 +18,6 @@ import (
 
 	"github.com/backfillhq/backfill"
 	"github.com/klauspost/compress/gzip"
-	"github.com/valyala/fastjson"
 )
 
 // Paths served by the emulator.
@@ -37,8 +38,8 @@ const (
 // concurrent use.
 type Server struct {
 	l       limits
-	parsers fastjson.ParserPool
-	bufs    sync.Pool
+	scratch sync.Pool // *scratch
+	ddSeeds [2]maphash.Seed
 
 	mu        sync.Mutex
 	rng       *rand.Rand
@@ -61,8 +62,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{l: l}
-	s.bufs.New = func() any { return new(bytes.Buffer) }
+	s := &Server{l: l, ddSeeds: [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}}
+	s.scratch.New = func() any { return new(scratch) }
 	seed := uint64(cfg.Seed)
 	s.rng = rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	s.resetLocked()
@@ -427,18 +428,24 @@ func (s *Server) serveIngest(w http.ResponseWriter, r *http.Request, route backf
 		return
 	}
 
-	buf := s.bufs.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer func() {
-		if buf.Cap() <= 64<<20 {
-			s.bufs.Put(buf)
-		}
-	}()
-	p := s.parsers.Get()
-	defer s.parsers.Put(p)
-
-	rep, n := s.handle(r, route, f, buf, p)
+	m := s.scratch.Get().(*scratch)
+	m.buf.Reset()
+	rep, n := s.handle(r, route, f, m)
+	if m.buf.Cap() <= 64<<20 {
+		s.scratch.Put(m)
+	}
 	s.finish(w, route, rep, n)
+}
+
+// scratch is the memory one request works in, pooled so that steady
+// traffic allocates little.
+type scratch struct {
+	buf   bytes.Buffer // the decompressed body
+	sc    scanner
+	aggs  []agg
+	table []int32 // open-addressing index of aggs: 1 + index, 0 when free
+	key   []byte
+	keep  []bool
 }
 
 // drop closes the connection without answering.
@@ -505,107 +512,69 @@ func contentTypeOK(ct string) bool {
 
 // agg is one id's share of a request.
 type agg struct {
-	key  string // kind byte + api key + 0 + id
 	kind byte   // 'd' device, 'u' user
-	id   string
+	id   []byte // points into the request's memory
 	n    int64
 	st   *idState
 	eps  int64 // > 0 when throttled
 	day  int64 // > 0 when over the daily quota
 }
 
+// idKey appends the key of s.ids for (api key, kind, id) to dst.
+func idKey(dst []byte, kind byte, apiKey, id []byte) []byte {
+	dst = append(dst, kind)
+	dst = append(dst, apiKey...)
+	dst = append(dst, 0)
+	return append(dst, id...)
+}
+
 // handle runs the pipeline after faults that need no body. It returns the
 // answer and how many events the request carried (0 if unknown).
-func (s *Server) handle(r *http.Request, route backfill.Route, f forced, buf *bytes.Buffer, p *fastjson.Parser) (reply, int) {
+func (s *Server) handle(r *http.Request, route backfill.Route, f forced, m *scratch) (reply, int) {
 	limit, threshold := s.l.maxBatch, s.l.batchEPS
 	if route == backfill.RouteHTTP {
 		limit, threshold = s.l.maxHTTP, s.l.httpEPS
 	}
-	if rep, ok := s.readBody(r, limit, buf); !ok {
+	if rep, ok := s.readBody(r, limit, &m.buf); !ok {
 		return rep, 0
 	}
 	if s.l.strict && !contentTypeOK(r.Header.Get("Content-Type")) {
 		return errorReply(http.StatusBadRequest, errContentType), 0
 	}
-	body := buf.Bytes()
+	body := m.buf.Bytes()
 	if len(bytes.TrimSpace(body)) == 0 {
 		return errorReply(http.StatusBadRequest, errMissingBody), 0
 	}
-	if err := fastjson.ValidateBytes(body); err != nil {
-		return errorReply(http.StatusBadRequest, errInvalidJSON), 0
-	}
-	root, err := p.ParseBytes(body)
-	if err != nil || root.Type() != fastjson.TypeObject {
-		return errorReply(http.StatusBadRequest, errInvalidJSON), 0
-	}
-	if limit > 0 && len(body) > limit {
-		return errorReply(http.StatusRequestEntityTooLarge, errTooLarge), 0
-	}
-	keyV := root.Get("api_key")
-	var apiKey []byte
-	if keyV != nil && keyV.Type() == fastjson.TypeString {
-		apiKey, _ = keyV.StringBytes()
-	}
-	if len(apiKey) == 0 {
-		b := newBadRequest(errMissingField)
-		b.MissingField = "api_key"
-		return jsonReply(http.StatusBadRequest, b, errMissingField+": api_key"), 0
-	}
-	evV := root.Get("events")
-	if evV == nil || evV.Type() != fastjson.TypeArray {
-		b := newBadRequest(errMissingField)
-		b.MissingField = "events"
-		return jsonReply(http.StatusBadRequest, b, errMissingField+": events"), 0
-	}
-	if s.l.apiKeys != nil {
-		if _, ok := s.l.apiKeys[string(apiKey)]; !ok {
-			rep := errorReply(http.StatusBadRequest, errInvalidKey+string(apiKey))
-			rep.msg = "invalid api key"
-			return rep, 0
-		}
-	}
-	elems, _ := evV.Array()
-	if len(elems) > MaxEventsPerRequest {
-		return errorReply(http.StatusRequestEntityTooLarge, errTooLarge), len(elems)
-	}
-	for _, e := range elems {
-		if e.Type() != fastjson.TypeObject {
-			return errorReply(http.StatusBadRequest, errInvalidEvent), len(elems)
-		}
-	}
-
-	raws := splitEvents(body)
-	events := make([]event, len(elems))
-	minLen := minIDLength(root)
-	var errs eventErrors
-	for i, e := range elems {
-		checkEvent(i, e, minLen, &events[i], &errs)
-		if len(raws) == len(elems) {
-			events[i].raw = raws[i]
-		} else { // cannot happen for valid JSON; keep going with a re-encoding
-			events[i].raw = e.MarshalTo(nil)
-		}
-	}
-	if errs.any() {
-		b := newBadRequest(errInvalidFields)
-		if errs.invalid != nil {
-			b.EventsWithInvalidFields = errs.invalid
-		}
-		if errs.missing != nil {
-			b.EventsWithMissingFields = errs.missing
-		}
-		if errs.idLengths != nil {
-			b.EventsWithInvalidIDLengths = errs.idLengths
-		}
-		return jsonReply(http.StatusBadRequest, b, errInvalidFields), len(events)
+	apiKey, events, rep, n, ok := parseBody(&m.sc, body, limit, s.l.apiKeys)
+	if !ok {
+		return rep, n
 	}
 	if len(s.l.silenced) > 0 {
 		if rep, ok := s.silenced(events, threshold); !ok {
 			return rep, len(events)
 		}
 	}
-	aggs := aggregate(events, apiKey)
-	return s.admit(route, f, threshold, len(body), apiKey, events, aggs), len(events)
+	s.dedupeKeys(m, apiKey, events)
+	aggs := m.aggregate(events)
+	return s.admit(route, f, threshold, len(body), apiKey, events, aggs, m), len(events)
+}
+
+// dedupeKeys hashes the dedupe key of every event with an insert_id, before
+// the lock is taken.
+func (s *Server) dedupeKeys(m *scratch, apiKey []byte, events []event) {
+	for i := range events {
+		ev := &events[i]
+		if ev.insertID == nil {
+			continue
+		}
+		b := binary.AppendUvarint(m.key[:0], uint64(len(apiKey)))
+		b = append(b, apiKey...)
+		b = binary.AppendUvarint(b, uint64(len(ev.device)))
+		b = append(b, ev.device...)
+		b = append(b, ev.insertID...)
+		ev.dkey = dedupeKey{maphash.Bytes(s.ddSeeds[0], b), maphash.Bytes(s.ddSeeds[1], b)}
+		m.key = b
+	}
 }
 
 func (s *Server) silenced(events []event, threshold int) (reply, bool) {
@@ -641,11 +610,23 @@ func (s *Server) silenced(events []event, threshold int) (reply, bool) {
 	}, errSilenced), false
 }
 
-// aggregate groups the request's events by (api key, id).
-func aggregate(events []event, apiKey []byte) []*agg {
-	m := make(map[string]*agg)
-	var list []*agg
-	key := make([]byte, 0, 64)
+// aggSeed seeds the per-request id index.
+var aggSeed = maphash.MakeSeed()
+
+// aggregate groups the request's events by id (device ids and user ids; the
+// API key is the same for all), in order of first appearance. It indexes
+// them in a small open-addressing table rather than a map so that a
+// request allocates nothing per id.
+func (m *scratch) aggregate(events []event) []agg {
+	size := 64
+	for size < 4*len(events) { // at most 2 ids per event: load ≤ 1/2
+		size *= 2
+	}
+	m.table = slices.Grow(m.table[:0], size)[:size]
+	clear(m.table)
+	clear(m.aggs) // drop references to the previous request
+	m.aggs = m.aggs[:0]
+	mask := uint64(size - 1)
 	for i := range events {
 		ev := &events[i]
 		for k, id := range [2][]byte{ev.device, ev.user} {
@@ -656,26 +637,26 @@ func aggregate(events []event, apiKey []byte) []*agg {
 			if k == 1 {
 				kind = 'u'
 			}
-			key = append(key[:0], kind)
-			key = append(key, apiKey...)
-			key = append(key, 0)
-			key = append(key, id...)
-			a := m[string(key)]
-			if a == nil {
-				ks := string(key)
-				a = &agg{key: ks, kind: kind, id: ks[len(ks)-len(id):]}
-				m[ks] = a
-				list = append(list, a)
+			j := maphash.Bytes(aggSeed, id) & mask
+			for m.table[j] != 0 {
+				if a := &m.aggs[m.table[j]-1]; a.kind == kind && bytes.Equal(a.id, id) {
+					break
+				}
+				j = (j + 1) & mask
 			}
-			a.n++
-			ev.aggs[k] = a
+			if m.table[j] == 0 {
+				m.aggs = append(m.aggs, agg{kind: kind, id: id})
+				m.table[j] = int32(len(m.aggs))
+			}
+			m.aggs[m.table[j]-1].n++
+			ev.aggs[k] = m.table[j]
 		}
 	}
-	return list
+	return m.aggs
 }
 
 // admit runs throttling, the quota and the ingest under the lock.
-func (s *Server) admit(route backfill.Route, f forced, threshold, size int, apiKey []byte, events []event, aggs []*agg) reply {
+func (s *Server) admit(route backfill.Route, f forced, threshold, size int, apiKey []byte, events []event, aggs []agg, m *scratch) reply {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.l.now()
@@ -686,8 +667,10 @@ func (s *Server) admit(route backfill.Route, f forced, threshold, size int, apiK
 	limit := int64(threshold) * int64(ThrottleWindow/time.Second)
 	quota := int64(s.l.dailyQuota)
 	throttled := false
-	for _, a := range aggs {
-		a.st = s.ids[a.key]
+	for i := range aggs {
+		a := &aggs[i]
+		m.key = idKey(m.key[:0], a.kind, apiKey, a.id)
+		a.st = s.ids[string(m.key)]
 		var cur, day int64
 		if a.st != nil {
 			cur = a.st.win.count(winSlot, winBuckets)
@@ -711,30 +694,27 @@ func (s *Server) admit(route backfill.Route, f forced, threshold, size int, apiK
 	}
 
 	// Ingest.
-	for _, a := range aggs {
+	for i := range aggs {
+		a := &aggs[i]
 		st := a.st
 		if st == nil {
-			st = &idState{kind: a.kind, id: a.id}
-			s.ids[a.key] = st
+			key := string(idKey(m.key[:0], a.kind, apiKey, a.id))
+			st = &idState{kind: a.kind, id: key[len(key)-len(a.id):]}
+			s.ids[key] = st
 		}
 		st.win.add(winSlot, a.n)
 		st.day.add(daySlot, a.n)
 		st.peak = max(st.peak, st.win.sum)
 	}
 	s.dd.expire(nowMs - DedupeWindow.Milliseconds())
-	keyBuf := make([]byte, 0, 128)
-	keep := make([]bool, len(events))
+	keep := slices.Grow(m.keep[:0], len(events))[:len(events)]
+	clear(keep)
+	m.keep = keep
 	kept, slab := 0, 0
 	for i := range events {
 		ev := &events[i]
 		if ev.insertID != nil {
-			keyBuf = keyBuf[:0]
-			keyBuf = binary.AppendUvarint(keyBuf, uint64(len(apiKey)))
-			keyBuf = append(keyBuf, apiKey...)
-			keyBuf = binary.AppendUvarint(keyBuf, uint64(len(ev.device)))
-			keyBuf = append(keyBuf, ev.device...)
-			keyBuf = append(keyBuf, ev.insertID...)
-			if !s.dd.insert(s.dd.key(keyBuf), nowMs) {
+			if !s.dd.insert(ev.dkey, nowMs) {
 				s.stats.EventsDuplicate++
 				continue
 			}
@@ -810,27 +790,27 @@ func (s *Server) logLocked(route backfill.Route, events []event, keep []bool, sl
 	}
 }
 
-func throttleReply(threshold int, events []event, aggs []*agg) reply {
+func throttleReply(threshold int, events []event, aggs []agg) reply {
 	b := newThrottle(threshold)
 	for _, a := range aggs {
 		if a.eps > 0 {
 			if a.kind == 'd' {
-				b.ThrottledDevices[a.id] = a.eps
+				b.ThrottledDevices[string(a.id)] = a.eps
 			} else {
-				b.ThrottledUsers[a.id] = a.eps
+				b.ThrottledUsers[string(a.id)] = a.eps
 			}
 		}
 		if a.day > 0 {
 			if a.kind == 'd' {
-				b.ExceededDailyQuotaDevices[a.id] = a.day
+				b.ExceededDailyQuotaDevices[string(a.id)] = a.day
 			} else {
-				b.ExceededDailyQuotaUsers[a.id] = a.day
+				b.ExceededDailyQuotaUsers[string(a.id)] = a.day
 			}
 		}
 	}
 	for i := range events {
-		for _, a := range events[i].aggs {
-			if a != nil && (a.eps > 0 || a.day > 0) {
+		for _, k := range events[i].aggs {
+			if k != 0 && (aggs[k-1].eps > 0 || aggs[k-1].day > 0) {
 				b.ThrottledEvents = append(b.ThrottledEvents, i)
 				break
 			}

@@ -21,21 +21,24 @@ type bucket struct {
 // events are stored, oldest first, so an idle id costs nothing and a busy
 // one at most `span` slots.
 type counter struct {
-	b   []bucket
-	sum int64
+	b    []bucket
+	head int // b[:head] left the window
+	sum  int64
 }
 
 // count drops slots that left the window ending at slot cur and returns the
-// total of the rest.
+// total of the rest. Dropped slots are skipped, and compacted away only
+// once they outnumber the live ones, so a busy id does not move its whole
+// window every time a slot leaves it.
 func (c *counter) count(cur, span int64) int64 {
 	oldest := cur - span + 1
-	i := 0
-	for i < len(c.b) && c.b[i].idx < oldest {
-		c.sum -= c.b[i].n
-		i++
+	for c.head < len(c.b) && c.b[c.head].idx < oldest {
+		c.sum -= c.b[c.head].n
+		c.head++
 	}
-	if i > 0 {
-		c.b = append(c.b[:0], c.b[i:]...)
+	if c.head > 0 && c.head >= len(c.b)-c.head {
+		c.b = c.b[:copy(c.b, c.b[c.head:])]
+		c.head = 0
 	}
 	return c.sum
 }
@@ -44,7 +47,7 @@ func (c *counter) count(cur, span int64) int64 {
 // newest slot, keeping the slice ordered.
 func (c *counter) add(cur, n int64) {
 	c.sum += n
-	if k := len(c.b); k > 0 && c.b[k-1].idx >= cur {
+	if k := len(c.b); k > c.head && c.b[k-1].idx >= cur {
 		c.b[k-1].n += n
 		return
 	}
