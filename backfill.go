@@ -57,11 +57,6 @@ type Record struct {
 // $skip_user_properties_sync) in place instead of copying the event.
 const RecordHeadroom = 96
 
-// CloneRecordData returns a copy of b with RecordHeadroom spare capacity.
-func CloneRecordData(b []byte) []byte {
-	return append(make([]byte, 0, len(b)+RecordHeadroom), b...)
-}
-
 // Event is one Amplitude event ready to send. Raw is the event JSON exactly
 // as it goes on the wire; the other fields are extracted once so that later
 // stages never parse Raw again.

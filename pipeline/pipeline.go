@@ -81,12 +81,18 @@ type Lister interface {
 }
 
 // Mapper turns a source record into a validated event (see mapping.Mapper).
-// Errors are *backfill.RecordError and the record is dead-lettered.
+// Errors are *backfill.RecordError and the record is dead-lettered. The
+// pipeline gives each record to Map once and never reads its Data again, so
+// the event's Raw may be the record's buffer (mapping.Options.OwnRecords);
+// it must not be shared with anything else, because the pipeline recycles
+// it once the event is accepted (backfill.ReleaseRecordData).
 type Mapper interface {
 	Map(rec backfill.Record) (backfill.Event, error)
 }
 
-// Sender delivers events (see uploader.Client).
+// Sender delivers events (see uploader.Client). Send must not keep any
+// event's Raw once it returns: the pipeline recycles the buffers of the
+// accepted ones (backfill.ReleaseRecordData).
 type Sender interface {
 	Send(ctx context.Context, route backfill.Route, events []backfill.Event) (uploader.Result, error)
 }
@@ -892,6 +898,12 @@ func (r *run) sendBatch(ctx context.Context, route backfill.Route, l *chunker.La
 	if len(res.Accepted) > 0 {
 		r.stats.Accepted.Add(int64(r.deps.Tracker.SettleEvents(evs, res.Accepted, checkpoint.Accepted)))
 		r.pending.Add(-int64(len(res.Accepted)))
+		// Accepted events are done with: their buffers go back to the
+		// readers (see Mapper and Sender for why nothing else holds them).
+		for _, i := range res.Accepted {
+			backfill.ReleaseRecordData(evs[i].Raw)
+			evs[i].Raw = nil
+		}
 	}
 	for _, rej := range res.Rejected {
 		ev := &evs[rej.Index]
