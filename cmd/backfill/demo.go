@@ -101,7 +101,7 @@ func cmdDemo(hard, soft context.Context, args []string, env *environ, stdout, st
 	if cfg.ReportFile == "" {
 		cfg.ReportFile = filepath.Join(*dir, "report.json")
 	}
-	err = execute(hard, soft, cfg, &f, log, stdout, stderr)
+	err = execute(hard, soft, cfg, &f, env, log, stdout, stderr)
 	st := emu.Stats()
 	fmt.Fprintf(stdout, "emulator:         %d events accepted (%d duplicates dropped) in %d /batch and %d /2/httpapi requests; record in %s\n",
 		st.EventsAccepted, st.EventsDuplicate, st.RequestsBatch, st.RequestsHTTP, record.Name())

@@ -67,6 +67,7 @@ type jobFlags struct {
 	logFormat string
 	logLevel  string
 	metrics   string
+	memLimit  sizeFlag
 }
 
 func (f *jobFlags) register(fs *flag.FlagSet, sending bool) {
@@ -115,6 +116,7 @@ func (f *jobFlags) register(fs *flag.FlagSet, sending bool) {
 	fs.StringVar(&f.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&f.metrics, "metrics-addr", "", "serve Prometheus metrics on this `address` (e.g. :9090)")
+	fs.Var(&f.memLimit, "memory-limit", "soft limit on the Go runtime's memory (heap and stacks), e.g. 256MiB; the garbage collector works harder near it, nothing fails; 0 or off for none (default "+formatSize(defaultMemoryLimit)+", or GOMEMLIMIT when set; peak RSS is about 50 MB above it)")
 }
 
 // config turns the flags into a job.Config.
@@ -278,12 +280,12 @@ func cmdRun(hard, soft context.Context, args []string, env *environ, stdout, std
 	if cfg.Endpoint == "" {
 		cfg.Endpoint = uploader.DefaultEndpoint
 	}
-	return execute(hard, soft, cfg, &f, log, stdout, stderr)
+	return execute(hard, soft, cfg, &f, env, log, stdout, stderr)
 }
 
 // execute runs a job with progress display and summary, mapping the
 // outcome to the errors exitCode understands.
-func execute(hard, soft context.Context, cfg job.Config, f *jobFlags, log *slog.Logger, stdout, stderr io.Writer) error {
+func execute(hard, soft context.Context, cfg job.Config, f *jobFlags, env *environ, log *slog.Logger, stdout, stderr io.Writer) error {
 	if f.dryRun {
 		return job.DryRun(hard, cfg, stdout)
 	}
@@ -300,6 +302,7 @@ func execute(hard, soft context.Context, cfg job.Config, f *jobFlags, log *slog.
 		}
 		defer stop()
 	}
+	defer applyMemoryLimit(f.memLimit, env)()
 	rep, err := job.Run(hard, soft, cfg)
 	prog.finish(err == nil || errors.Is(err, job.ErrRejected))
 	if rep == nil {
