@@ -121,9 +121,10 @@ func (b *Budget) expire(st *steps, now int64) {
 }
 
 // take spends up to want events of id's budget at now and returns how many
-// it granted. *h caches hashID(id), 0 when not computed yet. b.mu must be
-// held.
-func (b *Budget) take(k Kind, id string, h *uint64, now int64, want int) int {
+// it granted. h is hashID(id), computed once per event for every budget
+// (the lane computes it when the event is pushed, while the id's bytes are
+// still in the cache). b.mu must be held.
+func (b *Budget) take(k Kind, id string, h uint64, now int64, want int) int {
 	if b.limit == 0 {
 		return want
 	}
@@ -137,10 +138,7 @@ func (b *Budget) take(k Kind, id string, h *uint64, now int64, want int) int {
 				b.sk[k] = sk
 			}
 			var ok bool
-			if *h == 0 {
-				*h = hashID(id)
-			}
-			if est, ok = sk.addIfUnder(*h, now, want, b.limit); ok {
+			if est, ok = sk.addIfUnder(h, now, want, b.limit); ok {
 				return want
 			}
 		}
@@ -170,9 +168,8 @@ func (b *Budget) take(k Kind, id string, h *uint64, now int64, want int) int {
 }
 
 // give returns n events just taken at now to id's budget (the event was
-// not sent after all). *h caches hashID(id), as for take. b.mu must be
-// held.
-func (b *Budget) give(k Kind, id string, h *uint64, now int64, n int) {
+// not sent after all). h is hashID(id), as for take. b.mu must be held.
+func (b *Budget) give(k Kind, id string, h uint64, now int64, n int) {
 	if b.limit == 0 || n <= 0 {
 		return
 	}
@@ -184,10 +181,7 @@ func (b *Budget) give(k Kind, id string, h *uint64, now int64, n int) {
 		return
 	}
 	if sk := b.sk[k]; sk != nil {
-		if *h == 0 {
-			*h = hashID(id)
-		}
-		sk.add(*h, now, -n)
+		sk.add(h, now, -n)
 	}
 }
 

@@ -25,9 +25,9 @@ func TestBudgetWindowInvariant(t *testing.T) {
 				}
 				want := 1 + r.Intn(3)
 				b.mu.Lock()
-				n := b.take(Device, id, new(uint64), now, want)
+				n := b.take(Device, id, hashID(id), now, want)
 				if n > 0 && r.Intn(10) == 0 {
-					b.give(Device, id, new(uint64), now, 1)
+					b.give(Device, id, hashID(id), now, 1)
 					n--
 				}
 				b.gc(now)
@@ -66,7 +66,7 @@ func TestBudgetHotIDKeepsFullPace(t *testing.T) {
 		b.mu.Lock()
 		b.gc(now)
 		n := 0
-		for b.take(Device, "hot", new(uint64), now, 1) == 1 {
+		for b.take(Device, "hot", hashID("hot"), now, 1) == 1 {
 			n++
 		}
 		b.mu.Unlock()

@@ -79,7 +79,7 @@ type Lane struct {
 	daily  *Budget // optional second budget (a daily quota), may be nil
 
 	mu          sync.Mutex
-	queues      map[string]*queue
+	queues      map[uint64]*queue // by key hash (see lookup), colliding queues chained
 	active      []*queue
 	free        []*queue         // emptied queues kept for reuse (most devices have few events)
 	spare       []backfill.Event // a recycled Batch.Events, reused by Next
@@ -97,15 +97,60 @@ type Lane struct {
 }
 
 type queue struct {
-	key     string
-	evs     []backfill.Event
-	head    int
-	idx     int    // position in Lane.active
-	sp      *spill // overflow on disk, after evs; nil when none
-	blocked bool   // the front event waits for budget (paced or paused)
+	// The queue's key (see Key): its device_id, or its user_id when dev
+	// is empty.
+	dev, user string
+	h         uint64 // hashID of the key's id: dev, or user when dev is empty
+	next      *queue // next queue whose map key is the same (a hash collision)
+	evs       []item
+	head      int
+	idx       int    // position in Lane.active
+	sp        *spill // overflow on disk, after evs; nil when none
+	blocked   bool   // the front event waits for budget (paced or paused)
 }
 
 func (q *queue) len() int { return len(q.evs) - q.head }
+
+// item is a queued event and the hash of its user_id (0 when it has none),
+// computed at Push while the id's bytes are in the cache: Next spends the
+// budgets by hash without touching the ids' bytes, which by then have
+// usually left the cache.
+type item struct {
+	ev backfill.Event
+	uh uint64
+}
+
+// queueKeyMask masks the key hashes of the queue map; tests clear bits of
+// it to force collisions.
+var queueKeyMask = ^uint64(0)
+
+// keyHashes returns the hashes of ev's device and user ids (0 for an
+// absent id) and of its key.
+func keyHashes(ev *backfill.Event) (dh, uh, kh uint64) {
+	if ev.DeviceID != "" {
+		dh = hashID(ev.DeviceID)
+	}
+	if ev.UserID != "" {
+		uh = hashID(ev.UserID)
+	}
+	if ev.DeviceID != "" {
+		return dh, uh, dh
+	}
+	return dh, uh, uh
+}
+
+// lookup returns the queue of ev's key, whose hash is kh, or nil. The map is
+// keyed by the hash that the budgets need anyway, so it neither hashes the
+// key string again nor, when a queue empties, rereads it to delete it.
+// Called with l.mu held.
+func (l *Lane) lookup(kh uint64, ev *backfill.Event) *queue {
+	for q := l.queues[kh&queueKeyMask]; q != nil; q = q.next {
+		if q.dev == ev.DeviceID && (q.dev != "" || q.user == ev.UserID) {
+			return q
+		}
+	}
+	return nil
+}
 
 // NewLane returns an empty lane that spends budget from b (shared by all
 // lanes so that a user spread over several lanes is paced as one).
@@ -115,7 +160,7 @@ func NewLane(b *Budget, opts Options) *Lane {
 		opts:   opts,
 		budget: b,
 		daily:  opts.Daily,
-		queues: make(map[string]*queue),
+		queues: make(map[uint64]*queue),
 		ready:  make(chan struct{}, 1),
 		space:  make(chan struct{}, 1),
 	}
@@ -149,13 +194,13 @@ func (l *Lane) Space() <-chan struct{} { return l.space }
 // false, queuing nothing, only when nothing can be spilled. An empty lane
 // always accepts.
 func (l *Lane) Push(ev backfill.Event, now time.Time) bool {
+	_, uh, kh := keyHashes(&ev)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.spillErr != nil {
 		return false
 	}
-	k := Key(&ev)
-	q := l.queues[k] // makeRoom neither adds nor removes queues
+	q := l.lookup(kh, &ev) // makeRoom neither adds nor removes queues
 	if l.queued > 0 && (l.queued >= l.opts.MaxQueued || l.queuedBytes >= l.opts.MaxQueuedBytes) {
 		if (q == nil || q.sp == nil) && !l.makeRoom() {
 			return false
@@ -169,7 +214,7 @@ func (l *Lane) Push(ev backfill.Event, now time.Time) bool {
 		}
 		l.spilled++
 	} else {
-		l.addTo(q, k, ev, now, false)
+		l.addTo(q, kh, item{ev, uh}, now, false)
 	}
 	signal(l.ready)
 	return true
@@ -228,7 +273,7 @@ func (l *Lane) makeRoom() bool {
 		return false
 	}
 	for i := range tail {
-		if err := fresh.push(&tail[i]); err != nil {
+		if err := fresh.push(&tail[i].ev); err != nil {
 			l.spillErr = err
 			fresh.close()
 			return false
@@ -244,8 +289,8 @@ func (l *Lane) makeRoom() bool {
 	old.close()
 	big.sp = fresh
 	for i := range tail {
-		l.queuedBytes -= len(tail[i].Raw)
-		tail[i] = backfill.Event{}
+		l.queuedBytes -= len(tail[i].ev.Raw)
+		tail[i] = item{}
 	}
 	l.queued -= len(tail)
 	l.spilled += len(tail)
@@ -255,38 +300,48 @@ func (l *Lane) makeRoom() bool {
 }
 
 func (l *Lane) add(ev backfill.Event, now time.Time, front bool) {
-	k := Key(&ev)
-	l.addTo(l.queues[k], k, ev, now, front)
+	_, uh, kh := keyHashes(&ev)
+	l.addTo(l.lookup(kh, &ev), kh, item{ev, uh}, now, front)
 }
 
-// addTo is add with ev's key k and its queue q (nil when it has none).
-func (l *Lane) addTo(q *queue, k string, ev backfill.Event, now time.Time, front bool) {
+// addTo is add with the hash kh of it's key and its queue q (nil when it
+// has none).
+func (l *Lane) addTo(q *queue, kh uint64, it item, now time.Time, front bool) {
 	if q == nil {
 		if n := len(l.free); n > 0 {
 			q = l.free[n-1]
 			l.free = l.free[:n-1]
-			q.key, q.idx = k, len(l.active)
 		} else {
-			q = &queue{key: k, idx: len(l.active)}
+			q = &queue{}
 		}
-		l.queues[k] = q
+		q.dev, q.h, q.idx = it.ev.DeviceID, kh, len(l.active)
+		if q.dev == "" {
+			q.user = it.ev.UserID
+		}
+		mk := kh & queueKeyMask
+		if head := l.queues[mk]; head == nil {
+			l.queues[mk] = q
+		} else {
+			// A hash collision: chain the new queue behind the head.
+			q.next, head.next = head.next, q
+		}
 		l.active = append(l.active, q)
 	}
 	if front {
 		if q.head > 0 {
 			q.head--
-			q.evs[q.head] = ev
+			q.evs[q.head] = it
 		} else {
-			q.evs = append([]backfill.Event{ev}, q.evs...)
+			q.evs = append([]item{it}, q.evs...)
 		}
 	} else {
-		q.evs = append(q.evs, ev)
+		q.evs = append(q.evs, it)
 	}
 	if l.queued == 0 {
 		l.oldest = now
 	}
 	l.queued++
-	l.queuedBytes += len(ev.Raw)
+	l.queuedBytes += len(it.ev.Raw)
 }
 
 // Requeue puts events that must be sent again (throttled by a 429) back at
@@ -326,7 +381,7 @@ func (l *Lane) Len() int {
 func (l *Lane) Release() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, q := range l.queues {
+	for _, q := range l.active { // a queue with a spill file is active
 		if q.sp != nil {
 			q.sp.close()
 			q.sp = nil
@@ -365,9 +420,13 @@ func (l *Lane) refill(q *queue) {
 		q.sp = nil
 	}
 	l.spilled -= len(evs)
-	q.evs = append(q.evs[:0], evs...)
-	q.head = 0
+	q.evs, q.head = q.evs[:0], 0
 	for i := range evs {
+		var uh uint64
+		if id := evs[i].UserID; id != "" {
+			uh = hashID(id)
+		}
+		q.evs = append(q.evs, item{evs[i], uh})
 		l.queued++
 		l.queuedBytes += len(evs[i].Raw)
 	}
@@ -439,13 +498,14 @@ func (l *Lane) Next(now time.Time) Batch {
 					break
 				}
 			}
-			ev := &q.evs[q.head]
+			it := &q.evs[q.head]
+			ev := &it.ev
 			n := len(ev.Raw) + 1
 			if len(out) > 0 && size+n > l.opts.MaxBytes {
 				full = true
 				break
 			}
-			if w := l.admit(ev, now, sec); w > 0 {
+			if w := l.admit(ev, q.h, it.uh, now, sec); w > 0 {
 				if wait == 0 || w < wait {
 					wait = w
 				}
@@ -462,7 +522,7 @@ func (l *Lane) Next(now time.Time) Batch {
 			size += n
 			// Uncount the bytes before the slot is cleared: ev points into it.
 			l.queuedBytes -= len(ev.Raw)
-			q.evs[q.head] = backfill.Event{}
+			q.evs[q.head] = item{}
 			q.head++
 			l.queued--
 			if len(out) == l.opts.MaxEvents {
@@ -514,14 +574,15 @@ func (l *Lane) Recycle(evs []backfill.Event) {
 
 // admit spends the budget of ev's device and user (and the daily budget,
 // if any) and returns 0, or spends nothing and returns how long until ev
-// may go: a 429 pause or an exhausted budget. Called with the budget locks
-// held.
-func (l *Lane) admit(ev *backfill.Event, now time.Time, sec int64) time.Duration {
+// may go: a 429 pause or an exhausted budget. dh and uh are the hashes of
+// ev's device and user ids (dh is ignored when it has no device). Called
+// with the budget locks held.
+func (l *Lane) admit(ev *backfill.Event, dh, uh uint64, now time.Time, sec int64) time.Duration {
 	ids := [...]struct {
 		k  Kind
 		id string
 		h  uint64
-	}{{k: Device, id: ev.DeviceID}, {k: User, id: ev.UserID}}
+	}{{Device, ev.DeviceID, dh}, {User, ev.UserID, uh}}
 	var wait time.Duration
 	for _, x := range ids {
 		if x.id == "" {
@@ -539,10 +600,9 @@ func (l *Lane) admit(ev *backfill.Event, now time.Time, sec int64) time.Duration
 		if b == nil || b.limit == 0 {
 			continue
 		}
-		// ids[].h is computed at most once, for every budget's sketch.
 		for xi := range ids {
 			x := &ids[xi]
-			if x.id == "" || b.take(x.k, x.id, &x.h, sec, 1) == 1 {
+			if x.id == "" || b.take(x.k, x.id, x.h, sec, 1) == 1 {
 				continue
 			}
 			wait = max(b.nextFree(x.k, x.id, sec), time.Millisecond)
@@ -558,7 +618,7 @@ func (l *Lane) admit(ev *backfill.Event, now time.Time, sec int64) time.Duration
 				}
 				for yi := range ids {
 					if y := &ids[yi]; y.id != "" && (pi < bi || yi < xi) {
-						pb.give(y.k, y.id, &y.h, sec, 1)
+						pb.give(y.k, y.id, y.h, sec, 1)
 					}
 				}
 			}
@@ -574,11 +634,26 @@ func (l *Lane) remove(q *queue) {
 	l.active[q.idx] = moved
 	moved.idx = q.idx
 	l.active = l.active[:last]
-	delete(l.queues, q.key)
+	mk := q.h & queueKeyMask
+	if head := l.queues[mk]; head == q {
+		if q.next == nil {
+			delete(l.queues, mk)
+		} else {
+			l.queues[mk] = q.next
+		}
+	} else {
+		for p := head; p != nil; p = p.next {
+			if p.next == q {
+				p.next = q.next
+				break
+			}
+		}
+	}
+	q.next = nil
 	// Keep small emptied queues (their slots were zeroed as they were
 	// sent) to spare the next devices an allocation each.
 	if len(l.free) < maxFreeQueues && cap(q.evs) <= maxFreeQueueCap {
-		q.evs, q.head, q.key, q.blocked = q.evs[:0], 0, "", false
+		q.evs, q.head, q.dev, q.user, q.blocked = q.evs[:0], 0, "", "", false
 		l.free = append(l.free, q)
 	}
 }
