@@ -340,6 +340,37 @@ type mapJob struct {
 	barrier bool
 }
 
+// mapJobs recycles the slices of map jobs once the dispatcher is done with
+// them (events are copied into the lanes): a job's three slices were a
+// real share of the pipeline's allocations.
+var mapJobs = sync.Pool{New: func() any {
+	return &mapJob{
+		recs: make([]backfill.Record, 0, mapBatch),
+		evs:  make([]backfill.Event, mapBatch),
+		errs: make([]error, mapBatch),
+	}
+}}
+
+// newMapJob returns an empty job from the pool.
+func newMapJob() *mapJob {
+	j := mapJobs.Get().(*mapJob)
+	j.done = make(chan struct{})
+	return j
+}
+
+// releaseMapJob clears j, dropping its references, and returns it to the
+// pool.
+func releaseMapJob(j *mapJob) {
+	if j.barrier || cap(j.recs) != mapBatch {
+		return
+	}
+	clear(j.recs)
+	clear(j.evs)
+	clear(j.errs)
+	j.recs, j.done = j.recs[:0], nil
+	mapJobs.Put(j)
+}
+
 func (r *run) run(hard, soft context.Context) ([]ObjectStat, error) {
 	cfg := r.cfg
 	r.seed = maphash.MakeSeed()
@@ -592,16 +623,21 @@ func (r *run) readObject(ctx context.Context, obj Object, jobs, ordered chan<- *
 	}
 
 	var (
-		batch   []backfill.Record
+		job     = newMapJob()
 		records int64
 		total   int64 = -1
 	)
+	defer func() {
+		if job != nil {
+			releaseMapJob(job)
+		}
+	}()
 	flush := func() error {
-		if len(batch) == 0 {
+		if len(job.recs) == 0 {
 			return nil
 		}
-		j := &mapJob{recs: batch, done: make(chan struct{})}
-		batch = nil
+		j := job
+		job = newMapJob()
 		if err := send(ctx, ordered, j); err != nil {
 			return err
 		}
@@ -643,8 +679,8 @@ func (r *run) readObject(ctx context.Context, obj Object, jobs, ordered chan<- *
 		}
 		records++
 		r.stats.Read.Add(1)
-		batch = append(batch, rec)
-		if len(batch) == mapBatch {
+		job.recs = append(job.recs, rec)
+		if len(job.recs) == mapBatch {
 			if err := flush(); err != nil {
 				return err
 			}
@@ -667,8 +703,7 @@ func (r *run) readObject(ctx context.Context, obj Object, jobs, ordered chan<- *
 }
 
 func (r *run) mapJob(j *mapJob) {
-	j.evs = make([]backfill.Event, len(j.recs))
-	j.errs = make([]error, len(j.recs))
+	j.evs, j.errs = j.evs[:len(j.recs)], j.errs[:len(j.recs)]
 	for i, rec := range j.recs {
 		j.evs[i], j.errs[i] = r.deps.Mapper.Map(rec)
 	}
@@ -766,6 +801,7 @@ func (r *run) dispatch(ctx context.Context, ordered <-chan *mapJob) error {
 				}
 			}
 		}
+		releaseMapJob(j)
 	}
 	return nil
 }
