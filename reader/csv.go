@@ -121,19 +121,8 @@ func (d *csvDecoder) next() (backfill.Record, error) {
 	off := d.at.off + d.cr.InputOffset()
 	row, err := d.cr.Read()
 	d.g.mark = d.cr.InputOffset()
-	var pe *csv.ParseError
-	switch {
-	case err == io.EOF:
-		d.done = true
-		return backfill.Record{}, io.EOF
-	case errors.As(err, &pe) && !errors.Is(err, ErrRecordTooLarge):
-		line := d.line(int64(pe.StartLine))
-		pos := backfill.Position{Object: d.cfg.url, Record: d.rec, Offset: off, Line: line}
-		d.rec++
-		return backfill.Record{}, &backfill.RecordError{Pos: pos, Reason: truncate(fmt.Sprintf("CSV: line %d: %v", d.line(int64(pe.Line)), pe.Err))}
-	case err != nil:
-		d.done = true
-		return backfill.Record{}, fmt.Errorf("CSV row %d (offset %d): %w", d.rec, off, err)
+	if err != nil {
+		return backfill.Record{}, d.readError(err, off)
 	}
 	l, _ := d.cr.FieldPos(0)
 	pos := backfill.Position{Object: d.cfg.url, Record: d.rec, Offset: off, Line: d.line(int64(l))}
@@ -143,7 +132,7 @@ func (d *csvDecoder) next() (backfill.Record, error) {
 			Reason: fmt.Sprintf("row has %d fields, header has %d", len(row), d.ncol)}
 	}
 	for i, cell := range row {
-		if !utf8.ValidString(cell) {
+		if !isASCII(cell) && !utf8.ValidString(cell) {
 			return backfill.Record{}, &backfill.RecordError{Pos: pos, Raw: csvLine(row, d.cfg.comma),
 				Reason: fmt.Sprintf("invalid UTF-8 in column %q", d.header[i])}
 		}
@@ -154,6 +143,26 @@ func (d *csvDecoder) next() (backfill.Record, error) {
 		return backfill.Record{}, &backfill.RecordError{Pos: pos, Raw: csvLine(row, d.cfg.comma), Reason: truncate(err.Error())}
 	}
 	return backfill.Record{Pos: pos, Data: backfill.CloneRecordData(out)}, nil
+}
+
+// readError handles an error of csv.Reader.Read for the row at off. It is
+// apart from next so that pe, whose address escapes, is allocated only on
+// errors.
+func (d *csvDecoder) readError(err error, off int64) error {
+	var pe *csv.ParseError
+	switch {
+	case err == io.EOF:
+		d.done = true
+		return io.EOF
+	case errors.As(err, &pe) && !errors.Is(err, ErrRecordTooLarge):
+		line := d.line(int64(pe.StartLine))
+		pos := backfill.Position{Object: d.cfg.url, Record: d.rec, Offset: off, Line: line}
+		d.rec++
+		return &backfill.RecordError{Pos: pos, Reason: truncate(fmt.Sprintf("CSV: line %d: %v", d.line(int64(pe.Line)), pe.Err))}
+	default:
+		d.done = true
+		return fmt.Errorf("CSV row %d (offset %d): %w", d.rec, off, err)
+	}
 }
 
 // line converts a csv.Reader line number to an absolute one. After a resume
@@ -204,6 +213,7 @@ func csvLine(row []string, comma rune) []byte {
 // "event_properties.plan" become nested objects.
 type colNode struct {
 	name   string
+	key    []byte // "name": as JSON
 	column string // leaf: the header name
 	col    int    // leaf: column index; -1 for an object
 	typ    string
@@ -237,9 +247,9 @@ func buildColumns(header []string, types map[string]string) (*colNode, error) {
 			last := j == len(parts)-1
 			switch {
 			case kid == nil && last:
-				n.kids = append(n.kids, &colNode{name: p, column: name, col: i, typ: types[name]})
+				n.kids = append(n.kids, &colNode{name: p, key: jsonKey(p), column: name, col: i, typ: types[name]})
 			case kid == nil:
-				kid = &colNode{name: p, col: -1}
+				kid = &colNode{name: p, key: jsonKey(p), col: -1}
 				n.kids = append(n.kids, kid)
 			case last || kid.col >= 0:
 				return nil, fmt.Errorf("column %q clashes with another column", name)
@@ -248,6 +258,12 @@ func buildColumns(header []string, types map[string]string) (*colNode, error) {
 		}
 	}
 	return root, nil
+}
+
+// jsonKey returns name as a JSON object key followed by a colon.
+func jsonKey(name string) []byte {
+	b, _ := jsonstr.Append(nil, name)
+	return append(b, ':')
 }
 
 // appendObject appends the object for row; wrote is false when every cell
@@ -259,8 +275,7 @@ func (n *colNode) appendObject(b []byte, row []string) (out []byte, wrote bool, 
 		if wrote {
 			b = append(b, ',')
 		}
-		b, _ = jsonstr.Append(b, k.name)
-		b = append(b, ':')
+		b = append(b, k.key...)
 		if k.col < 0 {
 			var sub bool
 			if b, sub, err = k.appendObject(b, row); err != nil {
@@ -290,6 +305,13 @@ func (n *colNode) path() string { return n.column }
 
 // appendCell appends one cell converted to its declared type.
 func appendCell(b []byte, cell, typ string) ([]byte, error) {
+	if typ == "" || typ == ColumnString {
+		b, _ = appendString(b, cell)
+		return b, nil
+	}
+	if typ == ColumnInt && isCanonicalInt(cell) {
+		return append(b, cell...), nil
+	}
 	t := strings.TrimSpace(cell)
 	switch typ {
 	case ColumnInt:
@@ -320,6 +342,36 @@ func appendCell(b []byte, cell, typ string) ([]byte, error) {
 		}
 		return append(b, t...), nil
 	}
-	b, _ = jsonstr.Append(b, cell)
+	b, _ = appendString(b, cell)
 	return b, nil
+}
+
+// isASCII reports whether s is all ASCII (and so valid UTF-8), eight bytes
+// at a time.
+func isASCII(s string) bool {
+	var acc uint64
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		acc |= uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+	}
+	for ; i < len(s); i++ {
+		acc |= uint64(s[i])
+	}
+	return acc&msb == 0
+}
+
+// isCanonicalInt reports whether s is an int64 that strconv.AppendInt
+// would write back unchanged: digits without a sign or leading zero, at
+// most 18 of them so it cannot overflow.
+func isCanonicalInt(s string) bool {
+	if len(s) == 0 || len(s) > 18 || (s[0] == '0' && len(s) > 1) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i]-'0' > 9 {
+			return false
+		}
+	}
+	return true
 }

@@ -214,18 +214,7 @@ func (r *Reader) openParquet(ctx context.Context, d *Decoder, obj Object, st sto
 		return fmt.Errorf("%w: parquet: %v", ErrMalformed, err)
 	}
 	d.closers = append(d.closers, pf)
-	fr, err := pqarrow.NewFileReader(pf, pqarrow.ArrowReadProperties{BatchSize: int64(r.opts.ParquetBatchRows)}, memory.DefaultAllocator)
-	if err != nil {
-		return fmt.Errorf("%w: parquet: %v", ErrMalformed, err)
-	}
-	var cols []int
-	if len(r.opts.Columns) > 0 {
-		if cols, err = leafColumns(pf, r.opts.Columns); err != nil {
-			return err
-		}
-	}
 	pd := &parquetDecoder{url: obj.URL, rec: start.Record}
-	d.dec = pd
 	var total int64
 	first := -1
 	for i := range pf.NumRowGroups() {
@@ -237,6 +226,23 @@ func (r *Reader) openParquet(ctx context.Context, d *Decoder, obj Object, st sto
 		total += n
 		pd.rgEnds = append(pd.rgEnds, total)
 	}
+	arrowProps := pqarrow.ArrowReadProperties{BatchSize: int64(r.opts.ParquetBatchRows)}
+	if first >= 0 {
+		for _, c := range smallDictColumns(pf, first) {
+			arrowProps.SetReadDict(c, true)
+		}
+	}
+	fr, err := pqarrow.NewFileReader(pf, arrowProps, memory.DefaultAllocator)
+	if err != nil {
+		return fmt.Errorf("%w: parquet: %v", ErrMalformed, err)
+	}
+	var cols []int
+	if len(r.opts.Columns) > 0 {
+		if cols, err = leafColumns(pf, r.opts.Columns); err != nil {
+			return err
+		}
+	}
+	d.dec = pd
 	if first < 0 { // empty file, or start past the end
 		pd.done = true
 		return nil
@@ -256,6 +262,48 @@ func (r *Reader) openParquet(ctx context.Context, d *Decoder, obj Object, st sto
 	pd.rec, pd.skipTo = pd.rgStart, start.Record
 	pd.rr = rr
 	return nil
+}
+
+// maxReadDictPage bounds the (compressed) dictionary page of the string
+// columns read as Arrow dictionaries: pqarrow copies the whole dictionary
+// into every record batch, which is cheaper than copying each value only
+// while the dictionary is small.
+var maxReadDictPage int64 = 4 << 10
+
+// smallDictColumns returns the string (byte array) leaf columns outside
+// lists and maps that are dictionary-encoded in every data page of the row
+// groups from first on, with a small dictionary. Reading them as Arrow
+// dictionaries decodes indices only, where a plain read copies every value
+// into a new array; the JSON is the same (dictWriter). Columns without page
+// encoding statistics are read plainly: pqarrow would hash the values of a
+// plain-encoded page into the dictionary one by one.
+func smallDictColumns(pf *file.Reader, first int) []int {
+	md := pf.MetaData()
+	var cols []int
+	for c := range md.Schema.NumColumns() {
+		if col := md.Schema.Column(c); col.PhysicalType() != parquet.Types.ByteArray || col.MaxRepetitionLevel() > 0 {
+			continue
+		}
+		ok := true
+		for g := first; g < pf.NumRowGroups() && ok; g++ {
+			cc, err := md.RowGroup(g).ColumnChunk(c)
+			if err != nil || !cc.HasDictionaryPage() || cc.DataPageOffset()-cc.DictionaryPageOffset() > maxReadDictPage {
+				ok = false
+				break
+			}
+			stats := cc.EncodingStats()
+			ok = len(stats) > 0
+			for _, st := range stats {
+				if st.PageType.String() != "DICTIONARY_PAGE" && st.Encoding != parquet.Encodings.RLEDict && st.Encoding != parquet.Encodings.PlainDict {
+					ok = false
+				}
+			}
+		}
+		if ok {
+			cols = append(cols, c)
+		}
+	}
+	return cols
 }
 
 type releaser struct{ rr pqarrow.RecordReader }
@@ -290,6 +338,7 @@ type parquetDecoder struct {
 	url     string
 	rr      pqarrow.RecordReader
 	batch   arrow.RecordBatch
+	cols    []pqField // writers of batch's columns
 	row     int
 	rgEnds  []int64 // cumulative row count at the end of each row group
 	rg      int
@@ -320,7 +369,7 @@ func (p *parquetDecoder) next() (rec backfill.Record, err error) {
 			}
 			return backfill.Record{}, io.EOF
 		}
-		p.batch, p.row = p.rr.RecordBatch(), 0
+		p.setBatch(p.rr.RecordBatch())
 		if skip := min(p.skipTo-p.rec, p.batch.NumRows()); skip > 0 {
 			p.row += int(skip)
 			p.rec += skip
@@ -336,26 +385,34 @@ func (p *parquetDecoder) next() (rec backfill.Record, err error) {
 	p.rec++
 	b := append(p.out[:0], '{')
 	n := 0
-	sc := p.batch.Schema()
-	for c, col := range p.batch.Columns() {
-		if col.IsNull(i) {
+	for c := range p.cols {
+		col := &p.cols[c]
+		if col.null(i) {
 			continue
 		}
 		if n > 0 {
 			b = append(b, ',')
 		}
 		n++
-		name := sc.Field(c).Name
-		b, _ = jsonstr.Append(b, name)
-		b = append(b, ':')
-		if b, err = appendValue(b, col, i); err != nil {
+		b = append(b, col.key...)
+		if b, err = col.write(b, i); err != nil {
 			p.out = b
-			return backfill.Record{}, &backfill.RecordError{Pos: pos, Reason: truncate(fmt.Sprintf("column %q: %v", name, err))}
+			return backfill.Record{}, &backfill.RecordError{Pos: pos, Reason: truncate(fmt.Sprintf("column %q: %v", col.name, err))}
 		}
 	}
 	b = append(b, '}')
 	p.out = b
-	return backfill.Record{Pos: pos, Data: slices.Clone(b)}, nil
+	return backfill.Record{Pos: pos, Data: backfill.CloneRecordData(b)}, nil
+}
+
+// setBatch makes batch the current one and builds its column writers.
+func (p *parquetDecoder) setBatch(batch arrow.RecordBatch) {
+	p.batch, p.row = batch, 0
+	sc := batch.Schema()
+	p.cols = p.cols[:0]
+	for c, col := range batch.Columns() {
+		p.cols = append(p.cols, newPQField(sc.Field(c).Name, col))
+	}
 }
 
 var errInvalidUTF8 = errors.New("invalid UTF-8 in a string")
