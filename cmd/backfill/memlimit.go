@@ -2,16 +2,21 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
+	"math"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // defaultMemoryLimit is the Go runtime's soft memory limit for a run unless
 // --memory-limit or GOMEMLIMIT says otherwise. With it the garbage collector
 // runs a little more often instead of letting the heap grow to twice what
 // is live, which holds peak RSS near 150 MB (the limit plus the program's
-// code) at a few percent more CPU; see BENCHMARKS.md.
+// code) at a few percent more CPU where the working set is well below it;
+// where it is not, memGovernor raises it. See BENCHMARKS.md.
 const defaultMemoryLimit = 100 << 20
 
 // sizeFlag is a byte size such as 100MiB, 1.5GB or 4096; 0 or "off" is 0.
@@ -82,9 +87,11 @@ func formatSize(n int64) string {
 
 // applyMemoryLimit sets the runtime's soft memory limit for a run and
 // returns a function restoring the previous one. An explicit --memory-limit
-// wins; otherwise GOMEMLIMIT, which the runtime has already applied, is
-// left alone; otherwise the default applies. 0 means no limit.
-func applyMemoryLimit(flagLimit sizeFlag, env *environ) (restore func()) {
+// is applied as it is; otherwise GOMEMLIMIT, which the runtime has already
+// applied, is left alone; otherwise the default applies under a governor
+// that raises it when the working set needs more (see memGovernor). 0 means
+// no limit.
+func applyMemoryLimit(flagLimit sizeFlag, env *environ, log *slog.Logger) (restore func()) {
 	var limit int64
 	switch {
 	case flagLimit.set:
@@ -95,8 +102,91 @@ func applyMemoryLimit(flagLimit sizeFlag, env *environ) (restore func()) {
 		limit = defaultMemoryLimit
 	}
 	if limit == 0 {
-		limit = -1 >> 1 // math.MaxInt64: no limit
+		limit = math.MaxInt64
 	}
 	old := debug.SetMemoryLimit(limit)
-	return func() { debug.SetMemoryLimit(old) }
+	stop := func() {}
+	if !flagLimit.set {
+		g := &memGovernor{limit: limit, max: maxMemoryLimit, sample: gcCPU, set: debug.SetMemoryLimit, log: log}
+		stop = g.start(time.Second)
+	}
+	return func() {
+		stop()
+		debug.SetMemoryLimit(old)
+	}
+}
+
+// maxMemoryLimit is as far as the governor raises the default limit.
+const maxMemoryLimit = 4 * defaultMemoryLimit
+
+// memGovernor raises the soft memory limit, a quarter at a time up to max,
+// whenever garbage collection took more than gcShareMax of the CPU the
+// program used over the last interval. A working set close to the limit
+// (Parquet's column pages, large events, many lanes) would otherwise make
+// the GC run back to back for as long as the run lasts: the default limit
+// holds memory down where that is cheap and gives way where it is not. An
+// explicit --memory-limit or GOMEMLIMIT is never raised.
+type memGovernor struct {
+	limit, max int64
+	sample     func() (gc, used float64) // cumulative CPU seconds
+	set        func(int64) int64
+	log        *slog.Logger
+
+	lastGC, lastUsed float64
+}
+
+// gcShareMax is the share of CPU the GC may take before the limit gives way.
+const gcShareMax = 0.2
+
+// step looks at the CPU used since the last step and raises the limit if
+// the GC took too much of it. It reports whether it did.
+func (g *memGovernor) step() bool {
+	gc, used := g.sample()
+	dGC, dUsed := gc-g.lastGC, used-g.lastUsed
+	g.lastGC, g.lastUsed = gc, used
+	if dUsed <= 0 || dGC/dUsed <= gcShareMax || g.limit >= g.max {
+		return false
+	}
+	old := g.limit
+	g.limit = min(g.max, g.limit+g.limit/4)
+	g.set(g.limit)
+	g.log.Debug("raised the soft memory limit: garbage collection was taking too much CPU",
+		"gc_cpu_share", fmt.Sprintf("%.0f%%", 100*dGC/dUsed), "from", formatSize(old), "to", formatSize(g.limit))
+	return true
+}
+
+// start runs step every interval until the returned stop is called.
+func (g *memGovernor) start(every time.Duration) (stop func()) {
+	g.lastGC, g.lastUsed = g.sample()
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				g.step()
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}
+
+// gcCPU reads the runtime's estimates of CPU time spent on garbage
+// collection and in total by Go code (user code plus GC).
+func gcCPU() (gc, used float64) {
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/cpu/classes/user:cpu-seconds"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindFloat64 || s[1].Value.Kind() != metrics.KindFloat64 {
+		return 0, 0
+	}
+	gc = s[0].Value.Float64()
+	return gc, gc + s[1].Value.Float64()
 }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"log/slog"
 	"math"
 	"runtime/debug"
 	"testing"
+	"time"
 )
 
 func TestParseSize(t *testing.T) {
@@ -52,7 +54,7 @@ func TestApplyMemoryLimit(t *testing.T) {
 		{"GOMEMLIMITLeftAlone", sizeFlag{}, env("GOMEMLIMIT", "1GiB"), before},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			restore := applyMemoryLimit(tt.flag, tt.env)
+			restore := applyMemoryLimit(tt.flag, tt.env, slog.New(slog.DiscardHandler))
 			if got := debug.SetMemoryLimit(-1); got != tt.want {
 				t.Errorf("limit %d, want %d", got, tt.want)
 			}
@@ -62,4 +64,46 @@ func TestApplyMemoryLimit(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The governor raises the default limit, a quarter at a time up to its
+// maximum, only over intervals where the GC took more than gcShareMax of
+// the CPU used.
+func TestMemGovernor(t *testing.T) {
+	var gc, used float64
+	var set []int64
+	g := &memGovernor{
+		limit: 100, max: 200,
+		sample: func() (float64, float64) { return gc, used },
+		set:    func(n int64) int64 { set = append(set, n); return 0 },
+		log:    slog.New(slog.DiscardHandler),
+	}
+	steps := []struct {
+		dGC, dUsed float64
+		raised     bool
+		limit      int64
+	}{
+		{0.1, 1, false, 100},  // 10%: fine
+		{0.19, 1, false, 100}, // 19%: under the threshold
+		{0.5, 1, true, 125},   // 50%: raise
+		{0, 0, false, 125},    // idle
+		{0.3, 1, true, 156},   // again
+		{0.9, 1, true, 195},   //
+		{0.9, 1, true, 200},   // capped at max
+		{0.9, 1, false, 200},  // and stays there
+	}
+	for i, s := range steps {
+		gc += s.dGC
+		used += s.dUsed
+		if raised := g.step(); raised != s.raised || g.limit != s.limit {
+			t.Fatalf("step %d: raised %v limit %d, want %v %d", i, raised, g.limit, s.raised, s.limit)
+		}
+	}
+	if want := []int64{125, 156, 195, 200}; len(set) != len(want) || set[0] != 125 || set[3] != 200 {
+		t.Fatalf("limits set %v, want %v", set, want)
+	}
+	// start and stop: no goroutine is left running a step after stop.
+	stop := g.start(time.Millisecond)
+	time.Sleep(5 * time.Millisecond)
+	stop()
 }

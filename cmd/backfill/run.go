@@ -302,7 +302,7 @@ func execute(hard, soft context.Context, cfg job.Config, f *jobFlags, env *envir
 		}
 		defer stop()
 	}
-	defer applyMemoryLimit(f.memLimit, env)()
+	defer applyMemoryLimit(f.memLimit, env, log)()
 	rep, err := job.Run(hard, soft, cfg)
 	prog.finish(err == nil || errors.Is(err, job.ErrRejected))
 	if rep == nil {
