@@ -83,8 +83,8 @@ func TestMemGovernor(t *testing.T) {
 		raised     bool
 		limit      int64
 	}{
-		{0.1, 1, false, 100},  // 10%: fine
-		{0.19, 1, false, 100}, // 19%: under the threshold
+		{0.05, 1, false, 100}, // 5%: fine
+		{0.09, 1, false, 100}, // 9%: under the threshold
 		{0.5, 1, true, 125},   // 50%: raise
 		{0, 0, false, 125},    // idle
 		{0.3, 1, true, 156},   // again
