@@ -79,19 +79,18 @@ func (t *Tracker) settleSorted(tr *track, recs []int64, outcome Outcome) int {
 	m, known := mark{}, false
 	if w > o.Watermark {
 		if _, in := slices.BinarySearch(recs, w-1); in {
-			m, known = tr.inflight[w-1]
+			m, known = tr.inflight.get(w - 1)
 		}
 	}
-	for _, r := range recs {
-		delete(tr.inflight, r)
-	}
+	tr.inflight.takeSorted(recs)
 	if w == o.Watermark {
 		return int(n)
 	}
 	o.Watermark = w
+	wm, wknown := tr.inflight.get(w)
 	switch {
-	case hasKey(tr.inflight, w):
-		tr.setResume(w, tr.inflight[w])
+	case wknown:
+		tr.setResume(w, wm)
 	case tr.nextRec == w:
 		tr.setResume(w, tr.next)
 	case tr.lastRec == w-1 && tr.lastRec >= 0:

@@ -39,9 +39,10 @@ type Start struct {
 // record's fate is final; records of one object settle out of order.
 //
 // Memory is O(records in flight): a record is remembered from Read until
-// Settle, and the settled records above an object's watermark are kept as a
-// compact range set whose length is bounded by the gaps, which are records in
-// flight.
+// Settle (see pendingSet: a long-unsettled record does not make the records
+// read after it stay), and the settled records above an object's watermark
+// are kept as a compact range set whose length is bounded by the gaps, which
+// are records in flight.
 //
 // Resume positions are exact: Read remembers the offset of each record in
 // flight, so when the watermark moves onto a record that was read the resume
@@ -74,8 +75,8 @@ func markOf(p backfill.Position) mark {
 
 type track struct {
 	obj      Object
-	inflight map[int64]mark // read and not settled yet
-	lastRec  int64          // highest record read in this run, -1 if none
+	inflight pendingSet // read and not settled yet
+	lastRec  int64      // highest record read in this run, -1 if none
 	last     mark
 	nextRec  int64 // record whose start ReadEnd reported, -1 if none
 	next     mark
@@ -165,11 +166,8 @@ func (t *Tracker) Read(pos backfill.Position) (skip bool) {
 	if tr.obj.Skip(r) {
 		return true
 	}
-	if tr.inflight == nil {
-		tr.inflight = make(map[int64]mark)
-	}
 	m := markOf(pos)
-	tr.inflight[r] = m
+	tr.inflight.add(r, m)
 	if r == tr.obj.Watermark {
 		tr.setResume(r, m)
 	}
@@ -227,8 +225,7 @@ func (t *Tracker) SettleWith(pos backfill.Position, outcome Outcome, fn func() e
 			return false, err
 		}
 	}
-	m, known := tr.inflight[r]
-	delete(tr.inflight, r)
+	m, known := tr.inflight.take(r)
 	o.Read++
 	t.counters.EventsRead++
 	switch outcome {
@@ -252,9 +249,10 @@ func (t *Tracker) SettleWith(pos backfill.Position, outcome Outcome, fn func() e
 		o.Settled = slices.Delete(o.Settled, 0, 1)
 	}
 	o.Watermark = w
+	wm, wknown := tr.inflight.get(w)
 	switch {
-	case hasKey(tr.inflight, w):
-		tr.setResume(w, tr.inflight[w])
+	case wknown:
+		tr.setResume(w, wm)
 	case tr.nextRec == w:
 		tr.setResume(w, tr.next)
 	case tr.lastRec == w-1 && tr.lastRec >= 0:
@@ -264,11 +262,6 @@ func (t *Tracker) SettleWith(pos backfill.Position, outcome Outcome, fn func() e
 	}
 	tr.checkDone()
 	return true, nil
-}
-
-func hasKey(m map[int64]mark, k int64) bool {
-	_, ok := m[k]
-	return ok
 }
 
 // setResume moves the resume point forward to record r at m.
@@ -285,7 +278,7 @@ func (tr *track) checkDone() {
 	o := &tr.obj
 	if o.Total >= 0 && o.Watermark >= o.Total && len(o.Settled) == 0 {
 		o.Done = true
-		tr.inflight = nil
+		tr.inflight.reset()
 	}
 }
 

@@ -27,7 +27,7 @@ func TestTrackerMemoryBounded(t *testing.T) {
 		inflight[i] = inflight[len(inflight)-1]
 		inflight = inflight[:len(inflight)-1]
 		ot := tr.objs["o"]
-		if got := len(ot.inflight); got != len(inflight) {
+		if got := ot.inflight.len(); got != len(inflight) {
 			t.Fatalf("tracker remembers %d records, %d in flight", got, len(inflight))
 		}
 		maxRanges = max(maxRanges, len(ot.obj.Settled))
@@ -36,7 +36,7 @@ func TestTrackerMemoryBounded(t *testing.T) {
 		t.Fatalf("up to %d ranges with a window of %d", maxRanges, window)
 	}
 	tr.EOF("o", n)
-	if ot := tr.objs["o"]; !ot.obj.Done || ot.inflight != nil {
+	if ot := tr.objs["o"]; !ot.obj.Done || ot.inflight.entries() != 0 {
 		t.Fatalf("done=%v inflight=%v", ot.obj.Done, ot.inflight)
 	}
 }
