@@ -53,19 +53,7 @@ func (t *Tracker) settleSorted(tr *track, recs []int64, outcome Outcome) int {
 	recs = slices.Compact(recs)
 	n := int64(len(recs))
 	o := &tr.obj
-	o.Read += n
-	t.counters.EventsRead += n
-	switch outcome {
-	case Accepted:
-		o.Accepted += n
-		t.counters.EventsAccepted += n
-	case Rejected:
-		o.Rejected += n
-		t.counters.EventsRejected += n
-	case Filtered:
-		o.Filtered += n
-		t.counters.EventsFiltered += n
-	}
+	t.count(o, outcome, n)
 	t.ranges = mergeRecords(t.ranges[:0], o.Settled, recs)
 	o.Settled, t.ranges = t.ranges, o.Settled
 	w := o.Watermark
@@ -86,18 +74,7 @@ func (t *Tracker) settleSorted(tr *track, recs []int64, outcome Outcome) int {
 	if w == o.Watermark {
 		return int(n)
 	}
-	o.Watermark = w
-	wm, wknown := tr.inflight.get(w)
-	switch {
-	case wknown:
-		tr.setResume(w, wm)
-	case tr.nextRec == w:
-		tr.setResume(w, tr.next)
-	case tr.lastRec == w-1 && tr.lastRec >= 0:
-		tr.setResume(tr.lastRec, tr.last)
-	case known:
-		tr.setResume(w-1, m)
-	}
+	tr.moveWatermark(w, m, known)
 	tr.checkDone()
 	return int(n)
 }

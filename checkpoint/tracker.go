@@ -226,19 +226,7 @@ func (t *Tracker) SettleWith(pos backfill.Position, outcome Outcome, fn func() e
 		}
 	}
 	m, known := tr.inflight.take(r)
-	o.Read++
-	t.counters.EventsRead++
-	switch outcome {
-	case Accepted:
-		o.Accepted++
-		t.counters.EventsAccepted++
-	case Rejected:
-		o.Rejected++
-		t.counters.EventsRejected++
-	case Filtered:
-		o.Filtered++
-		t.counters.EventsFiltered++
-	}
+	t.count(o, outcome, 1)
 	if r != o.Watermark {
 		o.Settled = addRange(o.Settled, r)
 		return true, nil
@@ -248,7 +236,35 @@ func (t *Tracker) SettleWith(pos backfill.Position, outcome Outcome, fn func() e
 		w = o.Settled[0][1]
 		o.Settled = slices.Delete(o.Settled, 0, 1)
 	}
-	o.Watermark = w
+	tr.moveWatermark(w, m, known && r == w-1)
+	tr.checkDone()
+	return true, nil
+}
+
+// setResume moves the resume point forward to record r at m.
+// count adds n settled records with outcome to o's and the job's counters.
+func (t *Tracker) count(o *Object, outcome Outcome, n int64) {
+	o.Read += n
+	t.counters.EventsRead += n
+	switch outcome {
+	case Accepted:
+		o.Accepted += n
+		t.counters.EventsAccepted += n
+	case Rejected:
+		o.Rejected += n
+		t.counters.EventsRejected += n
+	case Filtered:
+		o.Filtered += n
+		t.counters.EventsFiltered += n
+	}
+}
+
+// moveWatermark advances the watermark to w and the resume point to where
+// record w starts, as far as it is known: from w's own mark, the reader's
+// end mark, the last record read, or m when lastKnown says m is the mark of
+// record w-1.
+func (tr *track) moveWatermark(w int64, m mark, lastKnown bool) {
+	tr.obj.Watermark = w
 	wm, wknown := tr.inflight.get(w)
 	switch {
 	case wknown:
@@ -257,14 +273,11 @@ func (t *Tracker) SettleWith(pos backfill.Position, outcome Outcome, fn func() e
 		tr.setResume(w, tr.next)
 	case tr.lastRec == w-1 && tr.lastRec >= 0:
 		tr.setResume(tr.lastRec, tr.last)
-	case known && r == w-1:
-		tr.setResume(r, m)
+	case lastKnown:
+		tr.setResume(w-1, m)
 	}
-	tr.checkDone()
-	return true, nil
 }
 
-// setResume moves the resume point forward to record r at m.
 func (tr *track) setResume(r int64, m mark) {
 	o := &tr.obj
 	if r < o.ResumeRecord || r > o.Watermark {
