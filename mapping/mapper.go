@@ -36,6 +36,9 @@ const (
 	CodeInvalidField = validate.CodeInvalidField
 	CodeInvalidJSON  = validate.CodeInvalidJSON
 	CodeDeadLetter   = "bad_dead_letter"
+	// CodeDecode counts, in a Summary, the records a reader could not
+	// decode (not JSON objects, invalid UTF-8, too long, malformed rows).
+	CodeDecode = "decode"
 )
 
 // Error is what Map returns for a record it does not turn into an event.

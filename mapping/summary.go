@@ -69,6 +69,9 @@ func (s *Summary) Add(ev backfill.Event, err error) {
 			code = me.Code
 		}
 		if errors.As(err, &re) {
+			if me == nil {
+				code = CodeDecode // the reader's: a line or row it could not decode
+			}
 			smp.Pos, smp.Reason, smp.Raw = re.Pos, re.Reason, re.Raw
 			if len(smp.Raw) > sampleRawLimit {
 				smp.Raw = smp.Raw[:sampleRawLimit]

@@ -99,3 +99,18 @@ func TestSummaryDistinctEstimate(t *testing.T) {
 		t.Fatalf("estimate not marked:\n%s", b.String())
 	}
 }
+
+// A record the reader could not decode counts as "decode"; a syntax error
+// the mapper finds in an unchecked record as "invalid_json".
+func TestSummaryDecodeErrors(t *testing.T) {
+	m := newMapper(t, mapping.Options{})
+	s := &mapping.Summary{}
+	pos := backfill.Position{Object: "file:///a.jsonl", Record: 1, Line: 2}
+	s.Add(backfill.Event{}, &backfill.RecordError{Pos: pos, Reason: "invalid UTF-8"})
+	r := backfill.Record{Pos: pos, Data: []byte(`{"event_type":`), Unchecked: true}
+	_, err := m.Map(r)
+	s.Add(backfill.Event{}, err)
+	if got := s.Reasons(); got[mapping.CodeDecode] != 1 || got[mapping.CodeInvalidJSON] != 1 || len(got) != 2 {
+		t.Fatalf("reasons %v", got)
+	}
+}
