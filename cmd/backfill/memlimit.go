@@ -74,13 +74,15 @@ func parseSize(v string) (int64, error) {
 }
 
 func formatSize(n int64) string {
-	for _, u := range []struct {
-		suffix string
-		size   int64
-	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if n >= u.size && n%u.size == 0 {
-			return strconv.FormatInt(n/u.size, 10) + u.suffix
-		}
+	switch {
+	case n >= 1<<30 && n%(1<<30) == 0:
+		return strconv.FormatInt(n>>30, 10) + "GiB"
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return strconv.FormatInt(n>>20, 10) + "MiB"
+	case n >= 1<<20:
+		return strconv.FormatFloat(float64(n)/(1<<20), 'f', 1, 64) + "MiB"
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return strconv.FormatInt(n>>10, 10) + "KiB"
 	}
 	return strconv.FormatInt(n, 10)
 }
@@ -121,7 +123,7 @@ const maxMemoryLimit = 4 * defaultMemoryLimit
 
 // memGovernor raises the soft memory limit, a quarter at a time up to max,
 // whenever garbage collection took more than gcShareMax of the CPU the
-// program used over the last interval. A working set close to the limit
+// program used over gcShareSustain intervals in a row. A working set close to the limit
 // (Parquet's column pages, large events, many lanes) would otherwise make
 // the GC run back to back for as long as the run lasts: the default limit
 // holds memory down where that is cheap and gives way where it is not. An
@@ -133,21 +135,33 @@ type memGovernor struct {
 	log        *slog.Logger
 
 	lastGC, lastUsed float64
+	over             int // consecutive intervals over gcShareMax
 }
 
 // gcShareMax is the share of CPU the GC may take before the limit gives
 // way: JSON lines at the default limit stay well under it, Parquet does not.
 const gcShareMax = 0.1
 
+// gcShareSustain is how many intervals in a row the GC must exceed
+// gcShareMax: a single busy second (a Parquet row group starting) is no
+// reason to hold more memory for the rest of the run.
+const gcShareSustain = 2
+
 // step looks at the CPU used since the last step and raises the limit if
-// the GC took too much of it. It reports whether it did.
+// the GC took too much of it for gcShareSustain steps in a row. It reports
+// whether it did.
 func (g *memGovernor) step() bool {
 	gc, used := g.sample()
 	dGC, dUsed := gc-g.lastGC, used-g.lastUsed
 	g.lastGC, g.lastUsed = gc, used
-	if dUsed <= 0 || dGC/dUsed <= gcShareMax || g.limit >= g.max {
+	if dUsed <= 0 || dGC/dUsed <= gcShareMax {
+		g.over = 0
 		return false
 	}
+	if g.over++; g.over < gcShareSustain || g.limit >= g.max {
+		return false
+	}
+	g.over = 0
 	old := g.limit
 	g.limit = min(g.max, g.limit+g.limit/4)
 	g.set(g.limit)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"math"
 	"runtime/debug"
@@ -24,8 +25,10 @@ func TestParseSize(t *testing.T) {
 			t.Errorf("parseSize(%q) = %d, %v; want %d, error %v", tt.in, got, err, tt.want, tt.bad)
 		}
 	}
-	if s := formatSize(100 << 20); s != "100MiB" {
-		t.Errorf("formatSize = %q", s)
+	for n, want := range map[int64]string{100 << 20: "100MiB", 2 << 30: "2GiB", 160000 << 10: "156.2MiB", 1000: "1000"} {
+		if s := formatSize(n); s != want {
+			t.Errorf("formatSize(%d) = %q, want %q", n, s, want)
+		}
 	}
 }
 
@@ -85,11 +88,18 @@ func TestMemGovernor(t *testing.T) {
 	}{
 		{0.05, 1, false, 100}, // 5%: fine
 		{0.09, 1, false, 100}, // 9%: under the threshold
-		{0.5, 1, true, 125},   // 50%: raise
+		{0.5, 1, false, 100},  // 50%, once: a transient
+		{0.05, 1, false, 100}, // and gone
+		{0.5, 1, false, 100},  // 50%...
+		{0.3, 1, true, 125},   // ...twice in a row: raise
 		{0, 0, false, 125},    // idle
-		{0.3, 1, true, 156},   // again
+		{0.3, 1, false, 125},  //
+		{0.9, 1, true, 156},   // again
+		{0.9, 1, false, 156},  // the count starts over after a raise
 		{0.9, 1, true, 195},   //
+		{0.9, 1, false, 195},  //
 		{0.9, 1, true, 200},   // capped at max
+		{0.9, 1, false, 200},  //
 		{0.9, 1, false, 200},  // and stays there
 	}
 	for i, s := range steps {
@@ -99,7 +109,7 @@ func TestMemGovernor(t *testing.T) {
 			t.Fatalf("step %d: raised %v limit %d, want %v %d", i, raised, g.limit, s.raised, s.limit)
 		}
 	}
-	if want := []int64{125, 156, 195, 200}; len(set) != len(want) || set[0] != 125 || set[3] != 200 {
+	if want := []int64{125, 156, 195, 200}; fmt.Sprint(set) != fmt.Sprint(want) {
 		t.Fatalf("limits set %v, want %v", set, want)
 	}
 	// start and stop: no goroutine is left running a step after stop.
