@@ -87,7 +87,7 @@ func TestMemGovernor(t *testing.T) {
 		limit      int64
 	}{
 		{0.05, 1, false, 100}, // 5%: fine
-		{0.09, 1, false, 100}, // 9%: under the threshold
+		{0.14, 1, false, 100}, // 14%: under the threshold
 		{0.5, 1, false, 100},  // 50%, once: a transient
 		{0.05, 1, false, 100}, // and gone
 		{0.5, 1, false, 100},  // 50%...
