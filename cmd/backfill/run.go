@@ -116,7 +116,7 @@ func (f *jobFlags) register(fs *flag.FlagSet, sending bool) {
 	fs.StringVar(&f.logFormat, "log-format", "text", "log `format`: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&f.metrics, "metrics-addr", "", "serve Prometheus metrics on this `address` (e.g. :9090)")
-	fs.Var(&f.memLimit, "memory-limit", "soft limit on the Go runtime's memory (heap and stacks), e.g. 256MiB; the garbage collector works harder near it, nothing fails; 0 or off for none (default "+formatSize(defaultMemoryLimit)+", or GOMEMLIMIT when set; peak RSS is about 50 MB above it)")
+	fs.Var(&f.memLimit, "memory-limit", "soft limit on the Go runtime's memory (heap and stacks), e.g. 256MiB; the garbage collector works harder near it, nothing fails; peak RSS is about 45 MB above it; 0 or off for none (default "+formatSize(defaultMemoryLimit)+", raised while collections take over 15% of the CPU; GOMEMLIMIT when set)")
 }
 
 // config turns the flags into a job.Config.
