@@ -163,8 +163,6 @@ func (s *Store) String() string {
 // Name returns Options.Name.
 func (s *Store) Name() string { return s.name }
 
-func (s *Store) key(file string) string { return joinKey(s.name, file) }
-
 func joinKey(dir, file string) string {
 	if dir == "" {
 		return file

@@ -62,13 +62,6 @@ func (o *outObj) index(k string) int {
 	return -1
 }
 
-func (o *outObj) get(k string) (outVal, bool) {
-	if i := o.index(k); i >= 0 {
-		return o.vals[i], true
-	}
-	return outVal{}, false
-}
-
 // set replaces the value of k, or appends k.
 func (o *outObj) set(k string, v outVal) {
 	if i := o.index(k); i >= 0 {
@@ -84,13 +77,6 @@ func (o *outObj) add(k string, v outVal) {
 	if o.index(k) < 0 {
 		o.keys = append(o.keys, k)
 		o.vals = append(o.vals, v)
-	}
-}
-
-func (o *outObj) del(k string) {
-	if i := o.index(k); i >= 0 {
-		o.keys = append(o.keys[:i], o.keys[i+1:]...)
-		o.vals = append(o.vals[:i], o.vals[i+1:]...)
 	}
 }
 

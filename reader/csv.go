@@ -62,19 +62,6 @@ func newCSVReader(r io.Reader, cfg csvConfig) *csv.Reader {
 	return cr
 }
 
-// readCSVHeader reads just the header row; nil, nil for an empty object.
-func readCSVHeader(br *bufio.Reader, cfg csvConfig) ([]string, error) {
-	g := &guardReader{r: br, limit: int64(cfg.maxRecord)}
-	rec, err := newCSVReader(g, cfg).Read()
-	if err == io.EOF {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w: CSV header: %v", ErrMalformed, err)
-	}
-	return bytesClone(rec), nil
-}
-
 func bytesClone(rec []string) []string {
 	out := make([]string, len(rec))
 	for i, s := range rec {

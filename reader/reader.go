@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"sort"
 	"strconv"
@@ -260,10 +259,4 @@ func objectError(obj string, record int64, err error) *backfill.ObjectError {
 
 func isNotFound(err error) bool {
 	return errors.Is(err, os.ErrNotExist) || gcerrors.Code(err) == gcerrors.NotFound
-}
-
-// readCloser pairs a reader with the closer of what it reads from.
-type readCloser struct {
-	io.Reader
-	io.Closer
 }
