@@ -3,6 +3,7 @@ package backfill
 import (
 	"fmt"
 	"strconv"
+	"unicode/utf8"
 )
 
 // Position locates one record in its source object. Positions totally order
@@ -99,6 +100,23 @@ type RecordError struct {
 }
 
 func (e *RecordError) Error() string { return e.Pos.String() + ": " + e.Reason }
+
+// MaxReason is the longest RecordError.Reason a decoder writes (see
+// BoundReason): a parser's message can quote a whole record.
+const MaxReason = 200
+
+// BoundReason cuts s to MaxReason bytes, on a rune boundary, marking the cut
+// with "...".
+func BoundReason(s string) string {
+	if len(s) <= MaxReason {
+		return s
+	}
+	s = s[:MaxReason]
+	for len(s) > 0 && !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "..."
+}
 
 // ObjectError is a problem with a whole source object: unreadable, vanished,
 // a truncated gzip stream, a corrupt Parquet footer. Records read before it

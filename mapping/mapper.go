@@ -240,7 +240,7 @@ func (m *Mapper) mapRecord(st *state, rec backfill.Record) (backfill.Event, stri
 	if rec.Unchecked {
 		// The reader left the syntax check to us (backfill.Record).
 		if err := fastjson.ValidateBytes(rec.Data); err != nil {
-			return backfill.Event{}, CodeInvalidJSON, errors.New(decodeReason("invalid JSON: " + err.Error()))
+			return backfill.Event{}, CodeInvalidJSON, errors.New(backfill.BoundReason("invalid JSON: " + err.Error()))
 		}
 	}
 	root, err := st.p.ParseBytes(rec.Data)
@@ -293,19 +293,6 @@ func (m *Mapper) mapRecord(st *state, rec backfill.Record) (backfill.Event, stri
 		}
 	}
 	return m.generic(st, rec, root, dlInsertID)
-}
-
-// decodeReason bounds a syntax error message as the readers do.
-func decodeReason(s string) string {
-	const max = 200
-	if len(s) <= max {
-		return s
-	}
-	s = s[:max]
-	for len(s) > 0 && !utf8.ValidString(s) {
-		s = s[:len(s)-1]
-	}
-	return s + "..."
 }
 
 // rawSafe reports whether data, already parsed by fastjson and checked by

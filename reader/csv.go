@@ -127,7 +127,7 @@ func (d *csvDecoder) next() (backfill.Record, error) {
 	out, _, err := d.root.appendObject(d.out[:0], row)
 	d.out = out
 	if err != nil {
-		return backfill.Record{}, &backfill.RecordError{Pos: pos, Raw: csvLine(row, d.cfg.comma), Reason: truncate(err.Error())}
+		return backfill.Record{}, &backfill.RecordError{Pos: pos, Raw: csvLine(row, d.cfg.comma), Reason: backfill.BoundReason(err.Error())}
 	}
 	return backfill.Record{Pos: pos, Data: backfill.CloneRecordData(out)}, nil
 }
@@ -145,7 +145,7 @@ func (d *csvDecoder) readError(err error, off int64) error {
 		line := d.line(int64(pe.StartLine))
 		pos := backfill.Position{Object: d.cfg.url, Record: d.rec, Offset: off, Line: line}
 		d.rec++
-		return &backfill.RecordError{Pos: pos, Reason: truncate(fmt.Sprintf("CSV: line %d: %v", d.line(int64(pe.Line)), pe.Err))}
+		return &backfill.RecordError{Pos: pos, Reason: backfill.BoundReason(fmt.Sprintf("CSV: line %d: %v", d.line(int64(pe.Line)), pe.Err))}
 	default:
 		d.done = true
 		return fmt.Errorf("CSV row %d (offset %d): %w", d.rec, off, err)

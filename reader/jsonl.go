@@ -12,12 +12,8 @@ import (
 	"github.com/backfillhq/backfill"
 )
 
-// maxReason bounds RecordError.Reason; maxRawLong bounds RecordError.Raw for
-// records over the size limit.
-const (
-	maxReason  = 200
-	maxRawLong = 1024
-)
+// maxRawLong bounds RecordError.Raw for records over the size limit.
+const maxRawLong = 1024
 
 // lineReader reads lines of any length up to a limit from a bufio.Reader,
 // tracking byte offsets and line numbers.
@@ -147,7 +143,7 @@ func checkObject(t []byte) string {
 		return reason
 	}
 	if err := fastjson.ValidateBytes(t); err != nil {
-		return truncate("invalid JSON: " + err.Error())
+		return backfill.BoundReason("invalid JSON: " + err.Error())
 	}
 	return ""
 }
@@ -157,15 +153,4 @@ func quoteByte(c byte) string {
 		return "'" + string(c) + "'"
 	}
 	return fmt.Sprintf("byte 0x%02x", c)
-}
-
-func truncate(s string) string {
-	if len(s) <= maxReason {
-		return s
-	}
-	s = s[:maxReason]
-	for len(s) > 0 && !utf8.ValidString(s) {
-		s = s[:len(s)-1]
-	}
-	return s + "..."
 }

@@ -397,7 +397,7 @@ func (p *parquetDecoder) next() (rec backfill.Record, err error) {
 		b = append(b, col.key...)
 		if b, err = col.write(b, i); err != nil {
 			p.out = b
-			return backfill.Record{}, &backfill.RecordError{Pos: pos, Reason: truncate(fmt.Sprintf("column %q: %v", col.name, err))}
+			return backfill.Record{}, &backfill.RecordError{Pos: pos, Reason: backfill.BoundReason(fmt.Sprintf("column %q: %v", col.name, err))}
 		}
 	}
 	b = append(b, '}')
