@@ -133,18 +133,14 @@ func (v *Validator) Scan(data []byte) (res Result, ok bool) {
 		default:
 			return res, false
 		}
-		i = s.ws(i)
-		if i >= n {
-			return res, false
-		}
-		if data[i] == ',' {
-			i = s.ws(i + 1)
+		var more bool
+		if i, more = s.next(i, '}'); more {
 			continue
 		}
-		if data[i] == '}' && i == n-1 {
-			break
+		if i != n {
+			return res, false // invalid, or text after the object
 		}
-		return res, false
+		break
 	}
 
 	// The rules of Check, for an event that needs no repair.
@@ -410,16 +406,10 @@ func (s *scanner) value(i, depth int) int {
 			if i = s.value(s.ws(i+1), depth+1); i < 0 {
 				return -1
 			}
-			if i = s.ws(i); i >= len(b) {
-				return -1
+			var more bool
+			if i, more = s.next(i, '}'); !more {
+				return i
 			}
-			if b[i] == '}' {
-				return i + 1
-			}
-			if b[i] != ',' {
-				return -1
-			}
-			i = s.ws(i + 1)
 		}
 	case c == '[':
 		if depth > s.opt.MaxDepth {
@@ -433,16 +423,10 @@ func (s *scanner) value(i, depth int) int {
 			if i = s.value(i, depth+1); i < 0 {
 				return -1
 			}
-			if i = s.ws(i); i >= len(b) {
-				return -1
+			var more bool
+			if i, more = s.next(i, ']'); !more {
+				return i
 			}
-			if b[i] == ']' {
-				return i + 1
-			}
-			if b[i] != ',' {
-				return -1
-			}
-			i = s.ws(i + 1)
 		}
 	case c == '-' || c >= '0' && c <= '9':
 		return s.num(i)
@@ -454,6 +438,22 @@ func (s *scanner) value(i, depth int) int {
 		return s.lit(i, litNull)
 	}
 	return -1
+}
+
+// next follows a member of an object or array that ends at i: it returns
+// the start of the next member and true after a ',', the index after the
+// closing byte and false at the end, or -1 and false.
+func (s *scanner) next(i int, closing byte) (int, bool) {
+	i = s.ws(i)
+	switch {
+	case i >= len(s.b):
+		return -1, false
+	case s.b[i] == ',':
+		return s.ws(i + 1), true
+	case s.b[i] == closing:
+		return i + 1, false
+	}
+	return -1, false
 }
 
 func (s *scanner) lit(i int, l []byte) int {
