@@ -150,16 +150,9 @@ func (s *scanner) scan(b []byte) bool {
 		if !ok {
 			return false
 		}
-		if i = skipWS(b, i); i >= len(b) {
-			return false
-		}
-		switch b[i] {
-		case ',':
-			i = skipWS(b, i+1)
-		case '}':
-			return skipWS(b, i+1) == len(b)
-		default:
-			return false
+		var more bool
+		if i, more, ok = next(b, i, '}'); !more {
+			return ok && skipWS(b, i) == len(b)
 		}
 	}
 }
@@ -216,18 +209,27 @@ func (s *scanner) eventsArray(i int, m *member) (int, bool) {
 		if !ok {
 			return i, false
 		}
-		if i = skipWS(b, i); i >= len(b) {
-			return i, false
-		}
-		switch b[i] {
-		case ',':
-			i = skipWS(b, i+1)
-		case ']':
-			return i + 1, true
-		default:
-			return i, false
+		var more bool
+		if i, more, ok = next(b, i, ']'); !more {
+			return i, ok
 		}
 	}
+}
+
+// next follows an object or array member that ends at b[i]: it returns the
+// start of the next member after a ',' (more), the index after closing
+// (ok, not more), or the index of the offending byte (not ok).
+func next(b []byte, i int, closing byte) (j int, more, ok bool) {
+	if i = skipWS(b, i); i >= len(b) {
+		return i, false, false
+	}
+	switch b[i] {
+	case ',':
+		return skipWS(b, i+1), true, true
+	case closing:
+		return i + 1, false, true
+	}
+	return i, false, false
 }
 
 // value validates the value at b[i], at nesting depth d (the root is 1),
@@ -285,16 +287,9 @@ func (s *scanner) object(i, d int, ev *event) (int, bool) {
 				ev.f[f] = span{vs, i}
 			}
 		}
-		if i = skipWS(b, i); i >= len(b) {
-			return i, false
-		}
-		switch b[i] {
-		case ',':
-			i = skipWS(b, i+1)
-		case '}':
-			return i + 1, true
-		default:
-			return i, false
+		var more bool
+		if i, more, ok = next(b, i, '}'); !more {
+			return i, ok
 		}
 	}
 }
@@ -310,16 +305,9 @@ func (s *scanner) array(i, d int) (int, bool) {
 		if i, ok = s.value(i, d+1); !ok {
 			return i, false
 		}
-		if i = skipWS(b, i); i >= len(b) {
-			return i, false
-		}
-		switch b[i] {
-		case ',':
-			i = skipWS(b, i+1)
-		case ']':
-			return i + 1, true
-		default:
-			return i, false
+		var more bool
+		if i, more, ok = next(b, i, ']'); !more {
+			return i, ok
 		}
 	}
 }
