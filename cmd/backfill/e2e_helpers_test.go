@@ -11,9 +11,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -42,16 +39,8 @@ type emu struct {
 // startEmulator serves an emulator with cfg; its logs are discarded.
 func startEmulator(t *testing.T, cfg emulator.Config) *emu {
 	t.Helper()
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	s, err := emulator.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(s)
-	t.Cleanup(ts.Close)
-	return &emu{Server: s, URL: ts.URL}
+	s, url := testutil.StartEmulator(t, cfg, nil)
+	return &emu{Server: s, URL: url}
 }
 
 // result is the outcome of one Main call.

@@ -7,9 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -133,17 +131,9 @@ type emu struct {
 
 func startEmulator(t *testing.T, cfg emulator.Config) *emu {
 	t.Helper()
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	}
-	s, err := emulator.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	d := &deliveries{n: map[string]int{}}
-	ts := httptest.NewServer(d.wrap(s))
-	t.Cleanup(ts.Close)
-	return &emu{Server: s, URL: ts.URL, del: d}
+	s, url := testutil.StartEmulator(t, cfg, d.wrap)
+	return &emu{Server: s, URL: url, del: d}
 }
 
 // deliveries counts, per event (by its event_properties.src), how many

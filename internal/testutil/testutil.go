@@ -1,7 +1,7 @@
 // Package testutil holds the helpers that several packages' tests share:
 // an in-process S3 (gofakes3) with the AWS SDK isolated from the developer's
-// machine, and a goroutine-safe buffer for captured output. Only tests
-// import it.
+// machine, an emulator behind a real HTTP server, and a goroutine-safe
+// buffer for captured output. Only tests import it.
 package testutil
 
 import (
