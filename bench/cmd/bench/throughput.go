@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -191,14 +192,8 @@ func runBackfill(bin, dir, path string, runArgs, emuArgs []string, timeout time.
 	_, u, runErr := runChild(timeout, []string{"AMPLITUDE_API_KEY=" + benchAPIKey}, bin, args...)
 	st, serr := emu.stats()
 	eu, eerr := emu.stop()
-	if runErr != nil {
-		return runResult{}, runErr
-	}
-	if serr != nil {
-		return runResult{}, serr
-	}
-	if eerr != nil {
-		return runResult{}, eerr
+	if err := cmp.Or(runErr, serr, eerr); err != nil {
+		return runResult{}, err
 	}
 	var rep backfillReport
 	data, err := os.ReadFile(filepath.Join(ck, "report.json"))
@@ -232,14 +227,8 @@ func runSDK(bin, path string, emuArgs []string, limit time.Duration, patient boo
 	out, u, runErr := runChild(hard, nil, exe, "sdk", path, emu.url, limit.String(), strconv.FormatBool(patient))
 	st, serr := emu.stats()
 	eu, eerr := emu.stop()
-	if runErr != nil {
-		return runResult{}, runErr
-	}
-	if serr != nil {
-		return runResult{}, serr
-	}
-	if eerr != nil {
-		return runResult{}, eerr
+	if err := cmp.Or(runErr, serr, eerr); err != nil {
+		return runResult{}, err
 	}
 	var sr sdkResult
 	if err := json.Unmarshal(out, &sr); err != nil {
