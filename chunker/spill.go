@@ -221,3 +221,107 @@ func decodeSpilled(r *offReader) (backfill.Event, error) {
 	ev.Pos.RowGroup = int(rowGroup)
 	return ev, nil
 }
+
+// spillMin is the least backlog of one device worth moving to disk.
+func (l *Lane) spillMin() int { return max(l.opts.MaxEvents/2, 1) }
+
+// makeRoom moves the in-memory backlog of the biggest device queue (beyond
+// what one request takes) to its spill file. It reports whether memory was
+// freed. Called with l.mu held.
+func (l *Lane) makeRoom() bool {
+	if l.opts.NoSpill || l.spillErr != nil {
+		return false
+	}
+	// Spill the biggest device queue once it holds two requests' worth (a
+	// device that big is a hot one), or else the biggest queue of a device
+	// waiting for budget (paced, or paused by a 429), keeping half of it:
+	// large events can fill the lane's byte bound long before any queue is
+	// that big. A lane full of devices that could go is left to
+	// backpressure: the sender is the bottleneck, and the disk must not
+	// fill up with the reader's lead.
+	var big, waiting *queue
+	for _, q := range l.active {
+		if big == nil || q.len() > big.len() {
+			big = q
+		}
+		if q.blocked && (waiting == nil || q.len() > waiting.len()) {
+			waiting = q
+		}
+	}
+	var keep int
+	switch {
+	case big != nil && big.len() >= 2*l.spillMin():
+		keep = l.spillMin()
+	case waiting != nil && waiting.len()-min(l.spillMin(), waiting.len()/2) >= minSpill:
+		big, keep = waiting, min(l.spillMin(), waiting.len()/2)
+	default:
+		return false
+	}
+	if big.sp == nil {
+		sp, err := newSpill(l.opts.SpillDir)
+		if err != nil {
+			l.spillErr = err
+			return false
+		}
+		big.sp = sp
+	}
+	// The spill file must hold events in order after the memory part, so
+	// the tail goes to a fresh file ahead of what it already holds.
+	tail := big.evs[big.head+keep:]
+	old := big.sp
+	fresh, err := newSpill(l.opts.SpillDir)
+	if err != nil {
+		l.spillErr = err
+		return false
+	}
+	for i := range tail {
+		if err := fresh.push(&tail[i].ev); err != nil {
+			l.spillErr = err
+			fresh.close()
+			return false
+		}
+	}
+	// Copy the old file's unread bytes as they are: decoding them would
+	// hold the device's whole backlog in memory.
+	if err := old.appendTo(fresh); err != nil {
+		l.spillErr = err
+		fresh.close()
+		return false
+	}
+	old.close()
+	big.sp = fresh
+	for i := range tail {
+		l.queuedBytes -= len(tail[i].ev.Raw)
+		tail[i] = item{}
+	}
+	l.queued -= len(tail)
+	l.spilled += len(tail)
+	big.evs = big.evs[:big.head+keep]
+	signal(l.space)
+	return true
+}
+
+// refill reads the next slice of q's spill file into memory. Called with
+// l.mu held and q's memory part empty.
+func (l *Lane) refill(q *queue) {
+	evs, err := q.sp.read(l.opts.MaxEvents, l.opts.MaxBytes)
+	if err != nil && l.spillErr == nil {
+		l.spillErr = err
+	}
+	if len(evs) == 0 || q.sp.n == 0 || err != nil {
+		l.spilled -= q.sp.n
+		q.sp.close()
+		q.sp = nil
+	}
+	l.spilled -= len(evs)
+	q.evs, q.head = q.evs[:0], 0
+	for i := range evs {
+		var uh uint64
+		if id := evs[i].UserID; id != "" {
+			uh = hashID(id)
+		}
+		q.evs = append(q.evs, item{evs[i], uh})
+		l.queued++
+		l.queuedBytes += len(evs[i].Raw)
+	}
+}

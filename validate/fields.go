@@ -1,6 +1,14 @@
 package validate
 
-import "strings"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/valyala/fastjson"
+)
 
 // Kind is the JSON type Amplitude expects for a known top-level event field.
 type Kind uint8
@@ -171,3 +179,161 @@ var blockedLen, blockedFirst = func() (l [maxBlockedLen + 1]bool, f [256]bool) {
 
 // maxBlockedLen is the length of the longest blocked id.
 const maxBlockedLen = len("00000000-0000-0000-0000-000000000000")
+
+// id checks one id field. desc describes why it is unusable ("" when ok).
+func (c *checker) id(name string, val *fastjson.Value, out *string, strip *bool) (desc string, ok bool, err error) {
+	if val == nil || val.Type() == fastjson.TypeNull {
+		return "no " + name, false, nil
+	}
+	if val.Type() != fastjson.TypeString {
+		return "", false, reject(CodeInvalidField, name, "invalid %s: %s is not a string", name, snippet(val))
+	}
+	b, _ := val.StringBytes()
+	if overLimit(b, c.v.opt.MaxStringLength) {
+		return "", false, reject(CodeIDTooLong, name, "%s longer than %d characters", name, c.v.opt.MaxStringLength)
+	}
+	s := string(b)
+	if n := utf8.RuneCountInString(s); n < c.v.opt.MinIDLength {
+		*strip = true
+		if n == 0 {
+			return "empty " + name, false, nil
+		}
+		return fmt.Sprintf("%s too short (%d < %d)", name, n, c.v.opt.MinIDLength), false, nil
+	}
+	if IsBlockedID(s) {
+		*strip = true
+		return fmt.Sprintf("%s %q is blocked", name, s), false, nil
+	}
+	*out = s
+	return "", true, nil
+}
+
+func (c *checker) time(tm *fastjson.Value) error {
+	opt := &c.v.opt
+	if tm == nil || tm.Type() == fastjson.TypeNull {
+		if opt.AllowMissingTime {
+			return nil
+		}
+		return reject(CodeMissingTime, "time", "missing time")
+	}
+	if tm.Type() != fastjson.TypeNumber {
+		return reject(CodeInvalidTime, "time", "invalid time: %s is not integer milliseconds", snippet(tm))
+	}
+	raw := c.numText(tm)
+	if !IsInteger(raw) {
+		return reject(CodeInvalidTime, "time", "invalid time: %s is not integer milliseconds", raw)
+	}
+	ms, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil {
+		return reject(CodeInvalidTime, "time", "invalid time: %s is out of range", raw)
+	}
+	if ms < 0 {
+		return reject(CodeInvalidTime, "time", "invalid time: %d is negative", ms)
+	}
+	if ms < opt.MinTime {
+		return reject(CodeInvalidTime, "time", "invalid time: %d is before %s (seconds instead of milliseconds?)",
+			ms, time.UnixMilli(opt.MinTime).UTC().Format(time.RFC3339))
+	}
+	if limit := opt.Now().Add(opt.MaxFuture).UnixMilli(); ms > limit {
+		return reject(CodeInvalidTime, "time", "invalid time: %d is more than %s in the future (microseconds instead of milliseconds?)",
+			ms, fmtDuration(opt.MaxFuture))
+	}
+	c.res.Time, c.res.HasTime = ms, true
+	return nil
+}
+
+func fmtDuration(d time.Duration) string {
+	if d >= 24*time.Hour && d%(24*time.Hour) == 0 {
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + " days"
+	}
+	return d.String()
+}
+
+// walk checks nested values: depth, keys per object, string length, and
+// number syntax (fastjson's parser accepts "1.2.3" and "NaN").
+func (c *checker) walk(key []byte, val *fastjson.Value, depth int) {
+	if c.fieldErr != nil {
+		return
+	}
+	switch val.Type() {
+	case fastjson.TypeString:
+		b, _ := val.StringBytes()
+		if overLimit(b, c.v.opt.MaxStringLength) {
+			c.res.Truncated++
+		}
+	case fastjson.TypeNumber:
+		if raw := c.numText(val); !ValidNumber(raw) {
+			p := c.pathString(key)
+			c.setErr(reject(CodeInvalidField, p, "invalid %s: %q is not a JSON number", p, raw))
+		}
+	case fastjson.TypeObject:
+		if depth > c.v.opt.MaxDepth {
+			p := c.pathString(key)
+			c.setErr(reject(CodeTooDeep, p, "%s is nested deeper than %d levels", p, c.v.opt.MaxDepth))
+			return
+		}
+		o, _ := val.Object()
+		if o.Len() > c.v.opt.MaxKeys {
+			p := c.pathString(key)
+			c.setErr(reject(CodeTooManyKeys, p, "%s has %d keys (max %d)", p, o.Len(), c.v.opt.MaxKeys))
+			return
+		}
+		c.path = append(c.path, key)
+		o.Visit(func(k []byte, vv *fastjson.Value) { c.walk(k, vv, depth+1) })
+		c.path = c.path[:len(c.path)-1]
+	case fastjson.TypeArray:
+		if depth > c.v.opt.MaxDepth {
+			p := c.pathString(key)
+			c.setErr(reject(CodeTooDeep, p, "%s is nested deeper than %d levels", p, c.v.opt.MaxDepth))
+			return
+		}
+		a, _ := val.Array()
+		c.path = append(c.path, key)
+		var ib [20]byte
+		for i, vv := range a {
+			if vv.Type() == fastjson.TypeObject || vv.Type() == fastjson.TypeArray {
+				c.walk(strconv.AppendInt(ib[:0], int64(i), 10), vv, depth+1)
+			} else {
+				c.walk(nil, vv, depth+1)
+			}
+		}
+		c.path = c.path[:len(c.path)-1]
+	}
+}
+
+func (c *checker) kindMatches(k Kind, v *fastjson.Value) bool {
+	switch k {
+	case KindString:
+		return v.Type() == fastjson.TypeString
+	case KindInt:
+		if v.Type() != fastjson.TypeNumber {
+			return false
+		}
+		return IsInteger(c.numText(v))
+	case KindFloat:
+		return v.Type() == fastjson.TypeNumber && ValidNumber(c.numText(v))
+	case KindBool:
+		t := v.Type()
+		return t == fastjson.TypeTrue || t == fastjson.TypeFalse
+	case KindObject:
+		return v.Type() == fastjson.TypeObject
+	}
+	return true
+}
+
+// snippet renders v for an error message, shortened to 40 bytes.
+func snippet(v *fastjson.Value) string {
+	var b []byte
+	if v.Type() == fastjson.TypeString {
+		s, _ := v.StringBytes()
+		if len(s) > 40 {
+			s = append(s[:37:37], "..."...)
+		}
+		return strconv.Quote(string(s))
+	}
+	b, _ = AppendValue(b, v)
+	if len(b) > 40 {
+		b = append(b[:37], "..."...)
+	}
+	return string(b)
+}

@@ -1,0 +1,139 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"time"
+
+	"github.com/backfillhq/backfill"
+	"github.com/backfillhq/backfill/deadletter"
+	"github.com/backfillhq/backfill/hotids"
+	"github.com/backfillhq/backfill/mapping"
+)
+
+// dispatch takes mapped batches in source order and pushes each event to
+// its device lane, dead-lettering records that failed mapping.
+func (r *run) dispatch(ctx context.Context, ordered <-chan *mapJob) error {
+	route := backfill.RouteBatch
+	devs, users := hotids.New(0), hotids.New(0)
+	var counted int64
+	defer func() {
+		for _, top := range [][]hotids.IDCount{devs.Top(1), users.Top(1)} {
+			if len(top) > 0 && top[0].Count > r.stats.Hottest.Count {
+				r.stats.Hottest = top[0]
+			}
+		}
+	}()
+	for j := range ordered {
+		select {
+		case <-j.done:
+		case <-ctx.Done():
+			return nil
+		}
+		if j.barrier {
+			if err := r.drain(ctx, route); err != nil {
+				return nil
+			}
+			route = backfill.RouteHTTP
+			r.stats.RouteHTTP.Store(true)
+			r.log.Info("batch partitions settled; sending tail partitions through /2/httpapi")
+			continue
+		}
+		for i := range j.recs {
+			if err := j.errs[i]; err != nil {
+				var (
+					recErr *backfill.RecordError
+					mapErr *mapping.Error
+				)
+				stage, reason, raw, insertID := deadletter.StageMap, err.Error(), j.recs[i].Data, ""
+				if errors.As(err, &recErr) {
+					reason = recErr.Reason
+					stage = deadletter.StageValidate
+					if len(recErr.Raw) > 0 {
+						// For a re-fed dead-letter entry this is the inner
+						// record, so entries never nest.
+						raw = recErr.Raw
+					}
+				}
+				if errors.As(err, &mapErr) {
+					insertID = mapErr.InsertID
+					if mapErr.Code == mapping.CodeInvalidJSON {
+						// A syntax error the reader left to the mapper
+						// (reader.Options.DeferJSONCheck).
+						stage = deadletter.StageDecode
+					}
+				}
+				if errors.Is(err, mapping.ErrFiltered) {
+					stage = deadletter.StageFilter
+				}
+				if err := r.reject(j.recs[i].Pos, stage, reason, 0, insertID, raw); err != nil {
+					return err
+				}
+				continue
+			}
+			ev := j.evs[i]
+			if route == backfill.RouteBatch {
+				// The hottest id decides the reported lower bound. Count
+				// every event of the first hotExact, then sample one in
+				// hotSample: two map operations per event are a real share
+				// of the pipeline's CPU, and the bound needs no more.
+				counted++
+				if counted <= hotExact {
+					devs.Add(ev.DeviceID)
+					users.Add(ev.UserID)
+				} else if counted%hotSample == 0 {
+					devs.AddN(ev.DeviceID, hotSample)
+					users.AddN(ev.UserID, hotSample)
+				}
+			}
+			lanes := r.lanes[route]
+			l := lanes[r.laneOf(&ev, len(lanes))]
+			r.pending.Add(1)
+			for !l.Push(ev, r.cfg.Now()) {
+				if err := l.Err(); err != nil {
+					return fmt.Errorf("lane: %w", err)
+				}
+				select {
+				case <-l.Space():
+				case <-time.After(100 * time.Millisecond):
+				case <-ctx.Done():
+					r.pending.Add(-1)
+					return nil
+				}
+			}
+		}
+		releaseMapJob(j)
+	}
+	return nil
+}
+
+func (r *run) laneOf(ev *backfill.Event, n int) int {
+	key := ev.DeviceID
+	if key == "" {
+		key = ev.UserID
+	}
+	return int(maphash.String(r.seed, key) % uint64(n))
+}
+
+// drain waits until every event pushed to route's lanes so far is settled
+// or parked.
+func (r *run) drain(ctx context.Context, route backfill.Route) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		var parked int64
+		for i := range r.laneParked[route] {
+			parked += r.laneParked[route][i].Load()
+		}
+		if r.pending.Load()-parked <= 0 {
+			return nil
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

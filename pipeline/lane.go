@@ -1,0 +1,84 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/backfillhq/backfill"
+	"github.com/backfillhq/backfill/chunker"
+)
+
+// lane runs one device lane: pack, send, settle, until its input is closed
+// and its queue is empty. hard ends it at once; after soft (readCtx) ends it
+// finishes the request in flight and returns, leaving queued events
+// unsettled for the next run.
+func (r *run) lane(hard, readCtx context.Context, route backfill.Route, l *chunker.Lane, parked *atomic.Int64) error {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		if hard.Err() != nil || readCtx.Err() != nil {
+			return nil
+		}
+		b := l.Next(r.cfg.Now())
+		if err := l.Err(); err != nil {
+			return fmt.Errorf("lane: %w", err)
+		}
+		if len(b.Events) > 0 {
+			if err := r.sendBatch(hard, route, l, b.Events); err != nil {
+				return err
+			}
+			l.Recycle(b.Events)
+			continue
+		}
+		if b.Queued == 0 && b.Closed {
+			return nil
+		}
+		wait := b.Wait
+		if b.Queued == 0 {
+			wait = time.Hour
+		}
+		// Pacing and 429 pauses last at most a window (30 s); a longer wait
+		// means every queued event belongs to a parked id.
+		if b.Queued > 0 && wait >= time.Minute {
+			parked.Store(int64(b.Queued))
+			if b.Closed && !r.cfg.WaitParked {
+				r.log.Warn("only events of ids over their daily quota are left in this lane; leaving them for a later run", "route", route.String(), "events", b.Queued)
+				return nil
+			}
+		} else {
+			parked.Store(0)
+		}
+		timer.Reset(wait)
+		select {
+		case <-l.Ready():
+		case <-timer.C:
+		case <-hard.Done():
+			return nil
+		case <-readCtx.Done():
+			return nil
+		}
+	}
+}
+
+// sendBatch sends one request's events and applies the result: counters
+// first, then each event's outcome (see settle).
+func (r *run) sendBatch(ctx context.Context, route backfill.Route, l *chunker.Lane, evs []backfill.Event) error {
+	res, err := r.deps.Sender.Send(ctx, route, evs)
+	st := res.Stats
+	r.log.Debug("request settled", "route", route.String(), "events", len(evs), "accepted", len(res.Accepted),
+		"rejected", len(res.Rejected), "throttled", len(res.Throttled), "parked", len(res.Parked), "requests", st.Requests, "retries", st.Retries)
+	r.count(route, st)
+	if werr := r.settle(l, evs, res); werr != nil {
+		return werr
+	}
+	if err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return nil
+		}
+		return err
+	}
+	return nil
+}

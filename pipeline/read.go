@@ -1,0 +1,248 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/backfillhq/backfill"
+	"github.com/backfillhq/backfill/deadletter"
+)
+
+type mapJob struct {
+	recs []backfill.Record
+	evs  []backfill.Event
+	errs []error
+	done chan struct{}
+	// barrier, when set, is a route switch: wait for all lanes to drain.
+	barrier bool
+}
+
+// mapJobs recycles the slices of map jobs once the dispatcher is done with
+// them (events are copied into the lanes): a job's three slices were a
+// real share of the pipeline's allocations.
+var mapJobs = sync.Pool{New: func() any {
+	return &mapJob{
+		recs: make([]backfill.Record, 0, mapBatch),
+		evs:  make([]backfill.Event, mapBatch),
+		errs: make([]error, mapBatch),
+	}
+}}
+
+// newMapJob returns an empty job from the pool.
+func newMapJob() *mapJob {
+	j := mapJobs.Get().(*mapJob)
+	j.done = make(chan struct{})
+	return j
+}
+
+// releaseMapJob clears j, dropping its references, and returns it to the
+// pool.
+func releaseMapJob(j *mapJob) {
+	if j.barrier || cap(j.recs) != mapBatch {
+		return
+	}
+	clear(j.recs)
+	clear(j.evs)
+	clear(j.errs)
+	j.recs, j.done = j.recs[:0], nil
+	mapJobs.Put(j)
+}
+
+func (r *run) objectStat(url string, f func(*ObjectStat)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	i, ok := r.objIdx[url]
+	if !ok {
+		return
+	}
+	f(&r.objects[i])
+}
+
+// readAll walks the objects in order, registering every record with the
+// tracker and handing batches of records to the map workers (jobs) while
+// recording their order (ordered).
+func (r *run) readAll(ctx context.Context, jobs, ordered chan<- *mapJob) error {
+	route := backfill.RouteBatch
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		obj, err := r.deps.Objects.Next(ctx)
+		if err == io.EOF {
+			r.mu.Lock()
+			r.listed = true
+			r.mu.Unlock()
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("list sources: %w", err)
+		}
+		r.stats.ObjectsListed.Add(1)
+		if obj.Route == backfill.RouteHTTP && route != backfill.RouteHTTP {
+			// Tail partitions go after everything sent through /batch.
+			route = backfill.RouteHTTP
+			j := &mapJob{barrier: true, done: make(chan struct{})}
+			close(j.done)
+			if err := send(ctx, ordered, j); err != nil {
+				return err
+			}
+		}
+		if err := r.readObject(ctx, obj, jobs, ordered); err != nil {
+			return err
+		}
+	}
+}
+
+func (r *run) readObject(ctx context.Context, obj Object, jobs, ordered chan<- *mapJob) error {
+	tr := r.deps.Tracker
+	if old, ok := tr.Fingerprint(obj.URL); ok && !r.cfg.Reprocess && old != "" && obj.Fingerprint != "" && old != obj.Fingerprint {
+		err := fmt.Errorf("changed since it was checkpointed (was %s, now %s); left alone so old and new content are not mixed: rerun with --force to send it again from its first record (events already sent keep their insert_ids, so Amplitude drops them as duplicates within 7 days)", old, obj.Fingerprint)
+		r.mu.Lock()
+		r.objIdx[obj.URL] = len(r.objects)
+		r.objects = append(r.objects, ObjectStat{URL: obj.URL, Route: obj.Route, Err: err.Error(), Started: time.Now(), Finished: time.Now()})
+		r.mu.Unlock()
+		tr.Fail(obj.URL, err)
+		r.stats.ObjectsFailed.Add(1)
+		r.stats.bytesDone.Add(obj.Size)
+		r.log.Error("object changed since it was checkpointed", "object", obj.URL, "was", old, "now", obj.Fingerprint)
+		if r.cfg.FailFast {
+			return fmt.Errorf("%s: %w", obj.URL, err)
+		}
+		return nil
+	}
+	start := tr.Begin(obj.URL, obj.Fingerprint)
+	r.mu.Lock()
+	r.objIdx[obj.URL] = len(r.objects)
+	r.objects = append(r.objects, ObjectStat{URL: obj.URL, Route: obj.Route, Skipped: start.Done, Changed: start.Changed, Started: time.Now()})
+	r.mu.Unlock()
+	if start.Changed {
+		r.log.Warn("object changed since it was checkpointed; its progress restarts from the first record (already accepted events keep their insert_ids and are deduplicated by Amplitude)", "object", obj.URL)
+	}
+	if start.Done {
+		r.stats.ObjectsSkipped.Add(1)
+		r.stats.ObjectsDone.Add(1)
+		r.stats.bytesDone.Add(obj.Size)
+		return nil
+	}
+	defer func() {
+		r.stats.cur.Store(nil)
+		r.stats.bytesDone.Add(obj.Size)
+	}()
+	fail := func(err error) error {
+		tr.Fail(obj.URL, err)
+		r.stats.ObjectsFailed.Add(1)
+		msg := err.Error()
+		r.objectStat(obj.URL, func(s *ObjectStat) { s.Err = msg; s.Finished = time.Now() })
+		r.log.Error("object failed", "object", obj.URL, "err", msg)
+		if r.cfg.FailFast {
+			if strings.HasPrefix(msg, obj.URL) { // reader errors name the object already
+				return err
+			}
+			return fmt.Errorf("%s: %w", obj.URL, err)
+		}
+		return nil
+	}
+	dec, err := obj.Open(ctx, start.Resume)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fail(err)
+	}
+	defer dec.Close()
+	if bc, ok := dec.(byteCounter); ok {
+		r.stats.cur.Store(&bc)
+	}
+
+	var (
+		job     = newMapJob()
+		records int64
+		total   int64 = -1
+	)
+	defer func() {
+		if job != nil {
+			releaseMapJob(job)
+		}
+	}()
+	flush := func() error {
+		if len(job.recs) == 0 {
+			return nil
+		}
+		j := job
+		job = newMapJob()
+		if err := send(ctx, ordered, j); err != nil {
+			return err
+		}
+		return send(ctx, jobs, j)
+	}
+	for {
+		rec, err := dec.Next(ctx)
+		if err == io.EOF {
+			break
+		}
+		var recErr *backfill.RecordError
+		switch {
+		case err == nil:
+		case errors.As(err, &recErr):
+			// A bad record is settled right away: dead-letter it.
+			rec.Pos = recErr.Pos
+			total = recErr.Pos.Record + 1
+			if tr.Read(recErr.Pos) {
+				continue
+			}
+			records++
+			r.stats.Read.Add(1)
+			if err := r.reject(recErr.Pos, deadletter.StageDecode, recErr.Reason, 0, "", recErr.Raw); err != nil {
+				return err
+			}
+			continue
+		case ctx.Err() != nil:
+			return ctx.Err()
+		default:
+			if ferr := flush(); ferr != nil {
+				return ferr
+			}
+			r.objectStat(obj.URL, func(s *ObjectStat) { s.Records = records })
+			return fail(err)
+		}
+		total = rec.Pos.Record + 1
+		if tr.Read(rec.Pos) {
+			continue
+		}
+		records++
+		r.stats.Read.Add(1)
+		job.recs = append(job.recs, rec)
+		if len(job.recs) == mapBatch {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if total < 0 {
+		total = start.Resume.Record
+		if start.Resume.Record == 0 {
+			total = 0
+		}
+	}
+	tr.EOF(obj.URL, total)
+	r.log.Debug("object read", "object", obj.URL, "records", records, "route", obj.Route.String())
+	r.stats.ObjectsDone.Add(1)
+	r.objectStat(obj.URL, func(s *ObjectStat) { s.Records = records; s.Finished = time.Now() })
+	return nil
+}
+
+func (r *run) mapJob(j *mapJob) {
+	j.evs, j.errs = j.evs[:len(j.recs)], j.errs[:len(j.recs)]
+	for i, rec := range j.recs {
+		j.evs[i], j.errs[i] = r.deps.Mapper.Map(rec)
+	}
+	close(j.done)
+}

@@ -1,0 +1,86 @@
+package pipeline
+
+import (
+	"fmt"
+
+	"github.com/backfillhq/backfill"
+	"github.com/backfillhq/backfill/checkpoint"
+	"github.com/backfillhq/backfill/chunker"
+	"github.com/backfillhq/backfill/deadletter"
+	"github.com/backfillhq/backfill/uploader"
+)
+
+// reject dead-letters one record and settles it, atomically with respect to
+// checkpoint snapshots.
+func (r *run) reject(pos backfill.Position, stage deadletter.Stage, reason string, status int, insertID string, raw []byte) error {
+	e := deadletter.NewEntry(pos, stage, reason, raw)
+	e.Status, e.InsertID = status, insertID
+	ok, err := r.deps.Tracker.SettleWith(pos, checkpoint.Rejected, func() error { return r.deps.DeadLetter.Write(e) })
+	if err != nil {
+		return fmt.Errorf("write dead-letter entry: %w", err)
+	}
+	if ok {
+		r.stats.Rejected.Add(1)
+	}
+	return nil
+}
+
+// settle applies the outcome of each event of one Send: accepted events
+// are settled and their buffers recycled, rejected ones dead-lettered,
+// throttled ones requeued behind a pause of their ids, and parked ones
+// requeued behind their ids' daily-quota parking.
+func (r *run) settle(l *chunker.Lane, evs []backfill.Event, res uploader.Result) error {
+	if len(res.Accepted) > 0 {
+		r.stats.Accepted.Add(int64(r.deps.Tracker.SettleEvents(evs, res.Accepted, checkpoint.Accepted)))
+		r.pending.Add(-int64(len(res.Accepted)))
+		// Accepted events are done with: their buffers go back to the
+		// readers (see Mapper and Sender for why nothing else holds them).
+		for _, i := range res.Accepted {
+			backfill.ReleaseRecordData(evs[i].Raw)
+			evs[i].Raw = nil
+		}
+	}
+	for _, rej := range res.Rejected {
+		ev := &evs[rej.Index]
+		if werr := r.reject(ev.Pos, deadletter.StageServer, rej.Reason, rej.Status, ev.InsertID, ev.Raw); werr != nil {
+			return werr
+		}
+		r.pending.Add(-1)
+	}
+	now := r.cfg.Now()
+	if len(res.Throttled) > 0 {
+		b := l.Budget()
+		for _, id := range res.PauseDevices {
+			b.Pause(chunker.Device, id, now.Add(res.PauseFor))
+		}
+		for _, id := range res.PauseUsers {
+			b.Pause(chunker.User, id, now.Add(res.PauseFor))
+		}
+		r.stats.Throttled.Add(int64(len(res.PauseDevices) + len(res.PauseUsers)))
+		again := make([]backfill.Event, 0, len(res.Throttled))
+		for _, i := range res.Throttled {
+			again = append(again, evs[i])
+		}
+		l.Requeue(again, now)
+	}
+	if len(res.Parked) > 0 {
+		b := l.Budget()
+		until := now.Add(r.cfg.ParkFor)
+		for _, id := range res.QuotaDevices {
+			b.Pause(chunker.Device, id, until)
+			r.stats.park(checkpoint.ParkedID{Kind: "device", ID: id, Until: until})
+		}
+		for _, id := range res.QuotaUsers {
+			b.Pause(chunker.User, id, until)
+			r.stats.park(checkpoint.ParkedID{Kind: "user", ID: id, Until: until})
+		}
+		again := make([]backfill.Event, 0, len(res.Parked))
+		for _, i := range res.Parked {
+			again = append(again, evs[i])
+		}
+		r.stats.Parked.Add(int64(len(again)))
+		r.log.Warn("ids over Amplitude's daily quota; their events are parked", "devices", len(res.QuotaDevices), "users", len(res.QuotaUsers), "events", len(again), "retry_after", r.cfg.ParkFor)
+		l.Requeue(again, now)
+	}
+	return nil
+}
