@@ -40,7 +40,7 @@ type Budget struct {
 	// sketched selects the sketch for cold ids; without it every id is
 	// tracked exactly.
 	sketched bool
-	paused   [2]map[string]time.Time
+	paused   [2]map[string]held
 	sweep    int64 // next second at which expired ids are dropped
 }
 
@@ -100,7 +100,7 @@ func newBudget(limit int, window, step time.Duration) *Budget {
 	b := &Budget{limit: limit, window: int64(window / time.Second), step: int64(step / time.Second)}
 	for k := range b.ids {
 		b.ids[k] = make(map[string]*steps)
-		b.paused[k] = make(map[string]time.Time)
+		b.paused[k] = make(map[string]held)
 	}
 	return b
 }
@@ -227,33 +227,48 @@ func (b *Budget) Tracked() int {
 	return len(b.ids[Device]) + len(b.ids[User])
 }
 
+// held is a pause of one id: until when, and whether it is a park (the
+// id is over its daily quota) rather than a 429 pause.
+type held struct {
+	until time.Time
+	park  bool
+}
+
 // Pause stops id from spending any budget until until: the reaction to a 429
-// that names the id in throttled_devices/throttled_users, or to a daily quota.
-func (b *Budget) Pause(k Kind, id string, until time.Time) {
+// that names the id in throttled_devices/throttled_users.
+func (b *Budget) Pause(k Kind, id string, until time.Time) { b.hold(k, id, until, false) }
+
+// Park stops id from spending any budget until until, like Pause, because
+// the id is over Amplitude's daily quota: a lane whose queued events all
+// wait for parked ids (or for the daily budget) says so in Batch.Parked.
+func (b *Budget) Park(k Kind, id string, until time.Time) { b.hold(k, id, until, true) }
+
+func (b *Budget) hold(k Kind, id string, until time.Time, park bool) {
 	if id == "" {
 		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if cur, ok := b.paused[k][id]; !ok || until.After(cur) {
-		b.paused[k][id] = until
+	if cur, ok := b.paused[k][id]; !ok || until.After(cur.until) {
+		b.paused[k][id] = held{until: until, park: park}
 	}
 }
 
-// pausedUntil reports when id's pause ends, or the zero time.
-func (b *Budget) pausedUntil(k Kind, id string, now time.Time) time.Time {
+// pausedUntil reports when id's pause ends, or the zero time, and whether
+// it is a park.
+func (b *Budget) pausedUntil(k Kind, id string, now time.Time) (time.Time, bool) {
 	if len(b.paused[k]) == 0 {
-		return time.Time{}
+		return time.Time{}, false
 	}
-	until, ok := b.paused[k][id]
+	h, ok := b.paused[k][id]
 	if !ok {
-		return time.Time{}
+		return time.Time{}, false
 	}
-	if !until.After(now) {
+	if !h.until.After(now) {
 		delete(b.paused[k], id)
-		return time.Time{}
+		return time.Time{}, false
 	}
-	return until
+	return h.until, h.park
 }
 
 // sketch is a count-min sketch of events per id over the current and the

@@ -17,6 +17,11 @@ type Batch struct {
 	Queued int
 	// Closed reports that Close was called.
 	Closed bool
+	// Parked reports that Events is empty because every event that could
+	// go next belongs to an id held back for Amplitude's daily quota (by
+	// Budget.Park or the daily budget): waiting is pointless within the
+	// hour, so a caller may leave them for a later run.
+	Parked bool
 }
 
 // Next packs the next request: events from devices and users that still have
@@ -54,6 +59,7 @@ func (l *Lane) Next(now time.Time) Batch {
 		out   []backfill.Event
 		size  = l.opts.Overhead
 		wait  time.Duration
+		park  = true // every blocked queue waits for a parked id
 		full  bool
 		visit = len(l.active)
 	)
@@ -79,10 +85,11 @@ func (l *Lane) Next(now time.Time) Batch {
 				full = true
 				break
 			}
-			if w := l.admit(ev, q.h, it.uh, now, sec); w > 0 {
+			if w, parked := l.admit(ev, q.h, it.uh, now, sec); w > 0 {
 				if wait == 0 || w < wait {
 					wait = w
 				}
+				park = park && parked
 				q.blocked = true
 				break
 			}
@@ -125,10 +132,11 @@ func (l *Lane) Next(now time.Time) Batch {
 		signal(l.space)
 		return Batch{Events: out, Queued: l.queued + l.spilled, Closed: l.closed}
 	}
+	parked := wait > 0 && park
 	if wait <= 0 {
 		wait = time.Second
 	}
-	return Batch{Wait: wait, Queued: l.queued + l.spilled, Closed: l.closed}
+	return Batch{Wait: wait, Queued: l.queued + l.spilled, Closed: l.closed, Parked: parked}
 }
 
 // Recycle gives back the Events of a Batch once the caller is done with
@@ -148,26 +156,30 @@ func (l *Lane) Recycle(evs []backfill.Event) {
 
 // admit spends the budget of ev's device and user (and the daily budget,
 // if any) and returns 0, or spends nothing and returns how long until ev
-// may go: a 429 pause or an exhausted budget. dh and uh are the hashes of
+// may go (a 429 pause or an exhausted budget) and whether that is because
+// of the daily quota (a park or the daily budget). dh and uh are the hashes of
 // ev's device and user ids (dh is ignored when it has no device). Called
 // with the budget locks held.
-func (l *Lane) admit(ev *backfill.Event, dh, uh uint64, now time.Time, sec int64) time.Duration {
+func (l *Lane) admit(ev *backfill.Event, dh, uh uint64, now time.Time, sec int64) (time.Duration, bool) {
 	ids := [...]struct {
 		k  Kind
 		id string
 		h  uint64
 	}{{Device, ev.DeviceID, dh}, {User, ev.UserID, uh}}
-	var wait time.Duration
+	var (
+		wait time.Duration
+		park bool
+	)
 	for _, x := range ids {
 		if x.id == "" {
 			continue
 		}
-		if until := l.budget.pausedUntil(x.k, x.id, now); !until.IsZero() {
-			wait = max(wait, until.Sub(now))
+		if until, parked := l.budget.pausedUntil(x.k, x.id, now); !until.IsZero() && until.Sub(now) > wait {
+			wait, park = until.Sub(now), parked
 		}
 	}
 	if wait > 0 {
-		return wait
+		return wait, park
 	}
 	budgets := [...]*Budget{l.budget, l.daily}
 	for bi, b := range budgets {
@@ -181,7 +193,8 @@ func (l *Lane) admit(ev *backfill.Event, dh, uh uint64, now time.Time, sec int64
 			}
 			wait = max(b.nextFree(x.k, x.id, sec), time.Millisecond)
 			if b == l.daily {
-				// A daily budget refills by the hour: park, don't pace.
+				// A daily budget refills by the hour: park, and look
+				// again in a minute at the soonest.
 				wait = max(wait, time.Minute)
 			}
 			// Give back what this event already took.
@@ -196,8 +209,8 @@ func (l *Lane) admit(ev *backfill.Event, dh, uh uint64, now time.Time, sec int64
 					}
 				}
 			}
-			return wait
+			return wait, b == l.daily
 		}
 	}
-	return 0
+	return 0, false
 }

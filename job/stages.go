@@ -11,6 +11,7 @@ import (
 
 	"github.com/backfillhq/backfill/checkpoint"
 	"github.com/backfillhq/backfill/mapping"
+	"github.com/backfillhq/backfill/pipeline"
 	"github.com/backfillhq/backfill/reader"
 )
 
@@ -62,6 +63,9 @@ func readerOptions(cfg *Config) reader.Options {
 	}
 	return o
 }
+
+// mapping.Error tells the pipeline how to dead-letter a record.
+var _ pipeline.StagedError = (*mapping.Error)(nil)
 
 func newMapper(cfg *Config) (*mapping.Mapper, error) {
 	opts := mapping.Options{

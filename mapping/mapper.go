@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/backfillhq/backfill"
+	"github.com/backfillhq/backfill/deadletter"
 	"github.com/backfillhq/backfill/validate"
 	"github.com/valyala/fastjson"
 )
@@ -57,6 +58,20 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return e.Record.Error() }
+
+// Rejection names the dead-letter stage of the record and the insert_id its
+// entry keeps (pipeline.StagedError): filter for ErrFiltered, decode for a
+// syntax error the reader left to the mapper (reader.Options.DeferJSONCheck),
+// validate otherwise.
+func (e *Error) Rejection() (deadletter.Stage, string) {
+	switch {
+	case errors.Is(e.err, ErrFiltered):
+		return deadletter.StageFilter, e.InsertID
+	case e.Code == CodeInvalidJSON:
+		return deadletter.StageDecode, e.InsertID
+	}
+	return deadletter.StageValidate, e.InsertID
+}
 
 // Unwrap exposes the record error and the sentinel(s).
 func (e *Error) Unwrap() []error { return []error{e.Record, e.err} }

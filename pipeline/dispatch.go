@@ -2,15 +2,12 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/maphash"
 	"time"
 
 	"github.com/backfillhq/backfill"
-	"github.com/backfillhq/backfill/deadletter"
 	"github.com/backfillhq/backfill/hotids"
-	"github.com/backfillhq/backfill/mapping"
 )
 
 // dispatch takes mapped batches in source order and pushes each event to
@@ -43,31 +40,7 @@ func (r *run) dispatch(ctx context.Context, ordered <-chan *mapJob) error {
 		}
 		for i := range j.recs {
 			if err := j.errs[i]; err != nil {
-				var (
-					recErr *backfill.RecordError
-					mapErr *mapping.Error
-				)
-				stage, reason, raw, insertID := deadletter.StageMap, err.Error(), j.recs[i].Data, ""
-				if errors.As(err, &recErr) {
-					reason = recErr.Reason
-					stage = deadletter.StageValidate
-					if len(recErr.Raw) > 0 {
-						// For a re-fed dead-letter entry this is the inner
-						// record, so entries never nest.
-						raw = recErr.Raw
-					}
-				}
-				if errors.As(err, &mapErr) {
-					insertID = mapErr.InsertID
-					if mapErr.Code == mapping.CodeInvalidJSON {
-						// A syntax error the reader left to the mapper
-						// (reader.Options.DeferJSONCheck).
-						stage = deadletter.StageDecode
-					}
-				}
-				if errors.Is(err, mapping.ErrFiltered) {
-					stage = deadletter.StageFilter
-				}
+				stage, reason, raw, insertID := rejection(err, j.recs[i].Data)
 				if err := r.reject(j.recs[i].Pos, stage, reason, 0, insertID, raw); err != nil {
 					return err
 				}

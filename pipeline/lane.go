@@ -40,9 +40,7 @@ func (r *run) lane(hard, readCtx context.Context, route backfill.Route, l *chunk
 		if b.Queued == 0 {
 			wait = time.Hour
 		}
-		// Pacing and 429 pauses last at most a window (30 s); a longer wait
-		// means every queued event belongs to a parked id.
-		if b.Queued > 0 && wait >= time.Minute {
+		if b.Queued > 0 && b.Parked {
 			parked.Store(int64(b.Queued))
 			if b.Closed && !r.cfg.WaitParked {
 				r.log.Warn("only events of ids over their daily quota are left in this lane; leaving them for a later run", "route", route.String(), "events", b.Queued)

@@ -70,7 +70,8 @@ type Lister interface {
 }
 
 // Mapper turns a source record into a validated event (see mapping.Mapper).
-// Errors are *backfill.RecordError and the record is dead-lettered. The
+// Errors are *backfill.RecordError and the record is dead-lettered, under
+// the stage a StagedError names (validate for other record errors). The
 // pipeline gives each record to Map once and never reads its Data again, so
 // the event's Raw may be the record's buffer (mapping.Options.OwnRecords);
 // it must not be shared with anything else, because the pipeline recycles

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/backfillhq/backfill"
@@ -67,11 +68,11 @@ func (r *run) settle(l *chunker.Lane, evs []backfill.Event, res uploader.Result)
 		b := l.Budget()
 		until := now.Add(r.cfg.ParkFor)
 		for _, id := range res.QuotaDevices {
-			b.Pause(chunker.Device, id, until)
+			b.Park(chunker.Device, id, until)
 			r.stats.park(checkpoint.ParkedID{Kind: "device", ID: id, Until: until})
 		}
 		for _, id := range res.QuotaUsers {
-			b.Pause(chunker.User, id, until)
+			b.Park(chunker.User, id, until)
 			r.stats.park(checkpoint.ParkedID{Kind: "user", ID: id, Until: until})
 		}
 		again := make([]backfill.Event, 0, len(res.Parked))
@@ -83,4 +84,35 @@ func (r *run) settle(l *chunker.Lane, evs []backfill.Event, res uploader.Result)
 		l.Requeue(again, now)
 	}
 	return nil
+}
+
+// StagedError is a Map error that names the dead-letter stage that rejected
+// its record and the insert_id its dead-letter entry keeps (mapping.Error
+// is one). The pipeline dead-letters what Map returns without knowing the
+// mapper's codes.
+type StagedError interface {
+	error
+	Rejection() (stage deadletter.Stage, insertID string)
+}
+
+// rejection says how a Map error is dead-lettered: a StagedError names its
+// stage; another *backfill.RecordError is a validation failure; anything
+// else a mapping failure with the record's data as it was read.
+func rejection(err error, data []byte) (stage deadletter.Stage, reason string, raw []byte, insertID string) {
+	stage, reason, raw = deadletter.StageMap, err.Error(), data
+	var recErr *backfill.RecordError
+	if errors.As(err, &recErr) {
+		reason = recErr.Reason
+		stage = deadletter.StageValidate
+		if len(recErr.Raw) > 0 {
+			// For a re-fed dead-letter entry this is the inner record, so
+			// entries never nest.
+			raw = recErr.Raw
+		}
+	}
+	var staged StagedError
+	if errors.As(err, &staged) {
+		stage, insertID = staged.Rejection()
+	}
+	return stage, reason, raw, insertID
 }
