@@ -2,9 +2,11 @@
 // storage into Amplitude's Batch and HTTP V2 ingestion APIs.
 //
 // The root package holds the shared vocabulary of the pipeline (Position,
-// Record, Event, Route, the error types every stage agrees on) and Run, the
-// one place where goroutines are started: reader -> mapping/validation ->
-// chunker lanes -> uploader -> settled positions -> checkpoint.
+// Record, Event, Route, Outcome, the error types every stage agrees on).
+// Goroutines are started in one place, pipeline.Run, which wires reader ->
+// mapping/validation -> chunker lanes -> uploader -> settled positions ->
+// checkpoint; package job builds a run from a configuration, and
+// cmd/backfill maps its Outcome to the exit code.
 //
 // Subpackages import this package; this package never imports a backend,
 // a file format or HTTP.

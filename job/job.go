@@ -26,6 +26,7 @@ import (
 
 	"gocloud.dev/blob"
 
+	"github.com/backfillhq/backfill"
 	"github.com/backfillhq/backfill/checkpoint"
 	"github.com/backfillhq/backfill/chunker"
 	"github.com/backfillhq/backfill/deadletter"
@@ -54,7 +55,7 @@ var (
 	ErrUsage = errors.New("usage")
 	// ErrRejected means the job completed but some records were
 	// dead-lettered.
-	ErrRejected = errors.New("completed with rejected records")
+	ErrRejected = backfill.OutcomeError(backfill.Rejected, "completed with rejected records")
 	// ErrObjects means some source objects could not be read; the others
 	// were processed.
 	ErrObjects = errors.New("some objects failed")

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/backfillhq/backfill"
 	"github.com/backfillhq/backfill/checkpoint"
 	"github.com/backfillhq/backfill/chunker"
 	"github.com/backfillhq/backfill/deadletter"
@@ -23,21 +24,21 @@ import (
 // only ever added within a version.
 const ReportSchemaVersion = 1
 
-// Status values of a report.
+// Status values of a report: the run's backfill.Outcome.
 const (
-	StatusComplete    = "complete"
-	StatusRejected    = "complete_with_rejections"
-	StatusFailed      = "failed"
-	StatusInterrupted = "interrupted"
-	StatusIncomplete  = "incomplete"
+	StatusComplete    = backfill.Complete
+	StatusRejected    = backfill.Rejected
+	StatusFailed      = backfill.Failed
+	StatusInterrupted = backfill.Interrupted
+	StatusIncomplete  = backfill.Incomplete
 )
 
 // Report is the outcome of a job, cumulative over all its runs (resumes).
 // Its JSON field names are stable and documented in the README.
 type Report struct {
-	SchemaVersion int    `json:"schema_version"`
-	Status        string `json:"status"`
-	Error         string `json:"error,omitempty"`
+	SchemaVersion int              `json:"schema_version"`
+	Status        backfill.Outcome `json:"status"`
+	Error         string           `json:"error,omitempty"`
 
 	EventsRead      int64 `json:"events_read"`
 	EventsAccepted  int64 `json:"events_accepted"`
@@ -236,12 +237,9 @@ func buildReport(cfg *Config, st *checkpoint.State, objs []pipeline.ObjectStat, 
 	}
 
 	switch {
-	case errors.Is(runErr, pipeline.ErrInterrupted):
-		r.Status, r.err = StatusInterrupted, runErr
-	case errors.Is(runErr, pipeline.ErrParked):
-		r.Status, r.err = StatusIncomplete, runErr
 	case runErr != nil:
-		r.Status, r.err = StatusFailed, runErr
+		// Interrupted, Incomplete (ids parked) or Failed.
+		r.Status, r.err = backfill.OutcomeOf(runErr), runErr
 	case r.ObjectsFailed > 0:
 		r.Status, r.err = StatusFailed, fmt.Errorf("%w: %d of %d objects could not be read (see the report); rerun to retry them", ErrObjects, r.ObjectsFailed, r.ObjectsTotal)
 	case r.EventsRead != r.EventsAccepted+r.EventsRejected:
@@ -279,7 +277,7 @@ func (r *Report) WriteFile(name string) error {
 // WriteSummary prints the human summary: totals, a table per object and
 // route, the top rejection reasons and where the files are.
 func (r *Report) WriteSummary(w io.Writer) {
-	fmt.Fprintf(w, "\nbackfill %s in %s\n", strings.ReplaceAll(r.Status, "_", " "), time.Duration(r.DurationSeconds*float64(time.Second)).Round(time.Millisecond))
+	fmt.Fprintf(w, "\nbackfill %s in %s\n", strings.ReplaceAll(string(r.Status), "_", " "), time.Duration(r.DurationSeconds*float64(time.Second)).Round(time.Millisecond))
 	fmt.Fprintf(w, "  events   read %d = accepted %d + rejected %d", r.EventsRead, r.EventsAccepted, r.EventsRejected)
 	if r.EventsPending != 0 {
 		fmt.Fprintf(w, " + pending %d", r.EventsPending)

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -33,11 +32,13 @@ const (
 
 var (
 	// ErrInterrupted is returned when the soft context ended the run before
-	// every object was read: the checkpoint holds where to resume.
-	ErrInterrupted = errors.New("interrupted")
+	// every object was read: the checkpoint holds where to resume. It is
+	// backfill.ErrInterrupted (outcome backfill.Interrupted).
+	ErrInterrupted = backfill.ErrInterrupted
 	// ErrParked is returned when the run ended with events held back for
-	// ids over Amplitude's daily quota; a later run sends them.
-	ErrParked = errors.New("events parked for ids over the daily quota")
+	// ids over Amplitude's daily quota; a later run sends them. Its outcome
+	// is backfill.Incomplete.
+	ErrParked = backfill.OutcomeError(backfill.Incomplete, "events parked for ids over the daily quota")
 )
 
 // Object is one source object to read.

@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/backfillhq/backfill"
 	"github.com/backfillhq/backfill/checkpoint"
 	"github.com/backfillhq/backfill/job"
 	"github.com/backfillhq/backfill/uploader"
@@ -123,7 +124,10 @@ func exitCode(err error, stderr io.Writer, key string) int {
 	if err == nil {
 		return ExitOK
 	}
-	var code int
+	var (
+		code int
+		sh   shown
+	)
 	switch {
 	case errors.Is(err, errHelp):
 		return ExitOK
@@ -132,11 +136,9 @@ func exitCode(err error, stderr io.Writer, key string) int {
 	case errors.Is(err, job.ErrUsage), errors.Is(err, errUsage), errors.Is(err, checkpoint.ErrMismatch):
 		code = ExitUsage
 	case errors.Is(err, job.ErrRejected):
-		return ExitRejected // the summary already said it
-	case errors.Is(err, errIncomplete):
-		return ExitIncomplete
-	case errors.Is(err, errInterrupted):
-		return ExitInterrupted
+		return exitFor(backfill.Rejected) // the summary already said it
+	case errors.As(err, &sh):
+		return exitFor(sh.o) // the summary already said it
 	default:
 		code = ExitFailed
 	}
@@ -145,8 +147,26 @@ func exitCode(err error, stderr io.Writer, key string) int {
 }
 
 var (
-	errHelp        = errors.New("help shown")
-	errUsageShown  = errors.New("usage error shown")
-	errIncomplete  = errors.New("incomplete")
-	errInterrupted = errors.New("interrupted")
+	errHelp       = errors.New("help shown")
+	errUsageShown = errors.New("usage error shown")
 )
+
+// shown is a job's outcome whose message the command already printed.
+type shown struct{ o backfill.Outcome }
+
+func (s shown) Error() string { return string(s.o) }
+
+// exitFor maps a job's outcome to its documented exit code.
+func exitFor(o backfill.Outcome) int {
+	switch o {
+	case backfill.Complete:
+		return ExitOK
+	case backfill.Rejected:
+		return ExitRejected
+	case backfill.Interrupted:
+		return ExitInterrupted
+	case backfill.Incomplete:
+		return ExitIncomplete
+	}
+	return ExitFailed
+}

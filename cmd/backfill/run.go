@@ -321,10 +321,10 @@ func execute(hard, soft context.Context, cfg job.Config, f *jobFlags, env *envir
 		return job.ErrRejected
 	case job.StatusInterrupted:
 		fmt.Fprintln(stderr, "interrupted: the checkpoint is saved; run the same command again to resume")
-		return errInterrupted
+		return shown{rep.Status}
 	case job.StatusIncomplete:
 		fmt.Fprintf(stderr, "incomplete: %s\nrun the same command again later to finish (or pass --wait-parked)\n", rep.Error)
-		return errIncomplete
+		return shown{rep.Status}
 	}
 	return err
 }
