@@ -4,15 +4,17 @@ import (
 	"hash/maphash"
 	"sync"
 	"time"
+
+	"github.com/backfillhq/backfill/amplitude"
 )
 
 // DefaultWindow is the span over which Amplitude averages events per id:
 // "EPDS ... averaged over 30 s" (amplitude-api.md §5).
-const DefaultWindow = 30 * time.Second
+const DefaultWindow = amplitude.Window
 
 // DefaultEPS is the per-id pace used when none is configured: the 300 events/s
 // per device that Amplitude's backfill guidance recommends (§5).
-const DefaultEPS = 300
+const DefaultEPS = amplitude.DefaultEPS
 
 // slack widens the window the budget remembers, so that a request sent just
 // after an old one leaves our window but before it leaves the server's

@@ -5,13 +5,14 @@ import (
 	"time"
 
 	"github.com/backfillhq/backfill"
+	"github.com/backfillhq/backfill/amplitude"
 )
 
 // Defaults for Options.
 const (
-	DefaultMaxEvents      = 2000     // Amplitude's per-request event limit (both APIs)
-	DefaultMaxBytes       = 19 << 20 // under Batch's 20,000,000-byte limit, with margin
-	DefaultOverhead       = 512      // body bytes outside the events: api_key, options
+	DefaultMaxEvents      = amplitude.MaxEvents // Amplitude's per-request event limit (both APIs)
+	DefaultMaxBytes       = 19 << 20            // under Batch's 20,000,000-byte limit, with margin
+	DefaultOverhead       = 512                 // body bytes outside the events: api_key, options
 	DefaultLinger         = 200 * time.Millisecond
 	DefaultMaxQueued      = 4000    // events held in memory per lane: two full requests
 	DefaultMaxQueuedBytes = 4 << 20 // bytes held in memory per lane

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"time"
+
+	"github.com/backfillhq/backfill/amplitude"
 )
 
 // Defaults used when the matching Config field is zero. They are Amplitude's
@@ -14,26 +16,26 @@ import (
 const (
 	// DefaultBatchEPS is the per-device and per-user threshold of /batch,
 	// in events per second averaged over the throttle window.
-	DefaultBatchEPS = 1000
+	DefaultBatchEPS = amplitude.BatchEPS
 	// DefaultHTTPEPS is the per-device and per-user threshold of /2/httpapi.
-	DefaultHTTPEPS = 30
+	DefaultHTTPEPS = amplitude.HTTPEPS
 	// DefaultDailyQuota is the number of events one device_id or user_id may
 	// send in a rolling 24 h window.
-	DefaultDailyQuota = 500_000
+	DefaultDailyQuota = amplitude.DailyQuota
 	// DefaultMaxBatchBytes is the largest decompressed /batch body.
-	DefaultMaxBatchBytes = 20_000_000
+	DefaultMaxBatchBytes = amplitude.MaxBatchBytes
 	// DefaultMaxHTTPBytes is the largest decompressed /2/httpapi body.
-	DefaultMaxHTTPBytes = 1_000_000
+	DefaultMaxHTTPBytes = amplitude.MaxHTTPBytes
 	// DefaultMinIDLength is the minimum user_id/device_id length when the
 	// request has no options.min_id_length.
-	DefaultMinIDLength = 5
+	DefaultMinIDLength = amplitude.MinIDLength
 	// MaxEventsPerRequest is the most events one request may carry on
 	// either endpoint; more is a 413.
-	MaxEventsPerRequest = 2000
+	MaxEventsPerRequest = amplitude.MaxEvents
 	// ThrottleWindow is the window over which events/s are averaged.
-	ThrottleWindow = 30 * time.Second
+	ThrottleWindow = amplitude.Window
 	// DedupeWindow is how long an insert_id is remembered.
-	DedupeWindow = 7 * 24 * time.Hour
+	DedupeWindow = amplitude.DedupeWindow
 )
 
 // Unlimited, set in BatchEPS, HTTPEPS, DailyQuota, MaxBatchBytes or

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/backfillhq/backfill"
-	"github.com/backfillhq/backfill/chunker"
 	"github.com/backfillhq/backfill/hotids"
 	"github.com/backfillhq/backfill/mapping"
 	"github.com/backfillhq/backfill/reader"
@@ -65,14 +64,7 @@ func Analyze(ctx context.Context, cfg Config) (*Analysis, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Analysis{Plan: plan, Summary: &mapping.Summary{}, ByRoute: map[backfill.Route]int64{}, EPS: cfg.EPS}
-	if a.EPS == 0 {
-		a.EPS = chunker.DefaultEPS
-	}
-	if st.shards > 1 {
-		// A shard paces every id at 1/COUNT of the rate (see Run).
-		a.EPS = shardRate(a.EPS, chunker.DefaultEPS, st.shards)
-	}
+	a := &Analysis{Plan: plan, Summary: &mapping.Summary{}, ByRoute: map[backfill.Route]int64{}, EPS: cfg.pace(st.shards).eps}
 	devs, users := hotids.New(0), hotids.New(0)
 	ls := plan.Lister(ctx, rd)
 	for {

@@ -27,8 +27,8 @@ import (
 	"gocloud.dev/blob"
 
 	"github.com/backfillhq/backfill"
+	"github.com/backfillhq/backfill/amplitude"
 	"github.com/backfillhq/backfill/checkpoint"
-	"github.com/backfillhq/backfill/chunker"
 	"github.com/backfillhq/backfill/deadletter"
 	"github.com/backfillhq/backfill/pipeline"
 	"github.com/backfillhq/backfill/reader"
@@ -134,7 +134,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: no API key: set AMPLITUDE_API_KEY or --api-key", ErrUsage)
 	}
 	if c.Endpoint == "" {
-		c.Endpoint = uploader.DefaultEndpoint
+		c.Endpoint = amplitude.USEndpoint
 	}
 	if c.Checkpoint == "" {
 		c.Checkpoint = DefaultCheckpoint
@@ -162,14 +162,14 @@ func (c *Config) Validate() error {
 	if c.TailEvents == 0 {
 		c.TailEvents = DefaultTailEvents
 	}
-	if c.EPS > 1000 {
-		return fmt.Errorf("%w: --eps %d is above Amplitude's documented limit of 1000 events/s per device and user", ErrUsage, c.EPS)
+	if c.EPS > amplitude.BatchEPS {
+		return fmt.Errorf("%w: --eps %d is above Amplitude's documented limit of %d events/s per device and user", ErrUsage, c.EPS, amplitude.BatchEPS)
 	}
-	if c.HTTPEPS > 30 {
-		return fmt.Errorf("%w: --http-eps %d is above Amplitude's documented HTTP V2 limit of 30 events/s per device and user", ErrUsage, c.HTTPEPS)
+	if c.HTTPEPS > amplitude.HTTPEPS {
+		return fmt.Errorf("%w: --http-eps %d is above Amplitude's documented HTTP V2 limit of %d events/s per device and user", ErrUsage, c.HTTPEPS, amplitude.HTTPEPS)
 	}
-	if c.BatchSize > uploader.MaxEvents {
-		return fmt.Errorf("%w: --batch-size %d is above Amplitude's limit of %d events per request", ErrUsage, c.BatchSize, uploader.MaxEvents)
+	if c.BatchSize > amplitude.MaxEvents {
+		return fmt.Errorf("%w: --batch-size %d is above Amplitude's limit of %d events per request", ErrUsage, c.BatchSize, amplitude.MaxEvents)
 	}
 	if c.LockTTL < 0 || c.LockWait < 0 {
 		return fmt.Errorf("%w: --lock-ttl and --lock-wait must not be negative", ErrUsage)
@@ -363,14 +363,9 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 		}
 	}
 
-	eps, httpEPS, dailyBudget := cfg.EPS, cfg.HTTPEPS, cfg.DailyBudget
+	pc := cfg.pace(shardCount)
+	eps, httpEPS, dailyBudget := pc.eps, pc.httpEPS, pc.daily
 	if shardCount > 1 {
-		// Shards split the objects, so any id may appear in every shard:
-		// each paces ids at 1/COUNT of the rate, together staying within it.
-		eps, httpEPS = shardRate(eps, chunker.DefaultEPS, shardCount), shardRate(httpEPS, pipeline.DefaultHTTPEPS, shardCount)
-		if dailyBudget > 0 {
-			dailyBudget = max(1, dailyBudget/shardCount)
-		}
 		log.Info("sharded run: pacing each id at 1/COUNT of the rate", "shard", cfg.Shard, "eps", eps, "http_eps", httpEPS)
 	}
 	objs, runErr := pipeline.Run(runCtx, soft, pipeline.Config{

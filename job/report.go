@@ -14,7 +14,6 @@ import (
 
 	"github.com/backfillhq/backfill"
 	"github.com/backfillhq/backfill/checkpoint"
-	"github.com/backfillhq/backfill/chunker"
 	"github.com/backfillhq/backfill/deadletter"
 	"github.com/backfillhq/backfill/pipeline"
 	"github.com/backfillhq/backfill/uploader"
@@ -160,13 +159,11 @@ func buildReport(cfg *Config, st *checkpoint.State, objs []pipeline.ObjectStat, 
 		r.JobSeconds = now.Sub(st.Started).Seconds()
 	}
 	if h := stats.Hottest; h.Count > 0 {
-		eps := cfg.EPS
-		if eps == 0 {
-			eps = chunker.DefaultEPS
+		n := 1
+		if _, c, err := ParseShard(cfg.Shard); err == nil {
+			n = c
 		}
-		if _, n, err := ParseShard(cfg.Shard); err == nil && n > 1 {
-			eps = shardRate(eps, chunker.DefaultEPS, n) // a shard paces ids at 1/COUNT
-		}
+		eps := cfg.pace(n).eps
 		r.HottestID, r.HottestEvents = h.ID, h.Count
 		r.LowerBoundSeconds = LowerBound(h.Count, eps).Seconds()
 	}

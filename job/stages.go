@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/backfillhq/backfill/amplitude"
 	"github.com/backfillhq/backfill/checkpoint"
 	"github.com/backfillhq/backfill/mapping"
 	"github.com/backfillhq/backfill/pipeline"
@@ -85,16 +86,22 @@ func newMapper(cfg *Config) (*mapping.Mapper, error) {
 	return mapping.New(opts)
 }
 
-// shardRate returns the pace of one shard of n: rate/n, at least 1; an
-// unpaced rate (< 0) stays unpaced.
-func shardRate(rate, def, n int) int {
-	if rate == 0 {
-		rate = def
+// pace is how one shard of n paces each id: the configured rates (zero
+// takes Amplitude's defaults), each at 1/n. Shards split the objects, so
+// any id may appear in every shard; together they stay within the rate.
+// Run, the report's lower bound and the analysis all read it from here.
+type pace struct{ eps, httpEPS, daily int }
+
+func (c *Config) pace(n int) pace {
+	p := pace{
+		eps:     amplitude.ShardRate(c.EPS, amplitude.DefaultEPS, n),
+		httpEPS: amplitude.ShardRate(c.HTTPEPS, amplitude.DefaultHTTPEPS, n),
+		daily:   c.DailyBudget,
 	}
-	if rate < 0 {
-		return rate
+	if p.daily > 0 && n > 1 {
+		p.daily = max(1, p.daily/n)
 	}
-	return max(1, rate/n)
+	return p
 }
 
 // ParseShard parses "i/n" (0-based i). "" means unsharded (0, 1).

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/backfillhq/backfill"
+	"github.com/backfillhq/backfill/amplitude"
 	"github.com/backfillhq/backfill/checkpoint"
-	"github.com/backfillhq/backfill/chunker"
 	"github.com/backfillhq/backfill/deadletter"
 	"github.com/backfillhq/backfill/uploader"
 )
@@ -17,11 +17,11 @@ const (
 	DefaultLanes           = 16
 	DefaultMapWorkers      = 2
 	DefaultCheckpointEvery = 5 * time.Second
-	DefaultParkFor         = time.Hour // Amplitude's daily-quota window rolls hourly
+	DefaultParkFor         = amplitude.QuotaPark // Amplitude's daily-quota window rolls hourly
 	DefaultShutdownTimeout = 30 * time.Second
 	// DefaultHTTPEPS paces each id on /2/httpapi: 80% of its 30 events/s
 	// limit, the safety margin for the tail route.
-	DefaultHTTPEPS = 24
+	DefaultHTTPEPS = amplitude.DefaultHTTPEPS
 	mapBatch       = 256
 	// hotExact and hotSample: see dispatch.
 	hotExact  = 1 << 16
@@ -149,19 +149,19 @@ func (c *Config) defaults() {
 		c.Lanes = DefaultLanes
 	}
 	if c.EPS == 0 {
-		c.EPS = chunker.DefaultEPS
+		c.EPS = amplitude.DefaultEPS
 	}
 	if c.HTTPEPS == 0 {
 		c.HTTPEPS = DefaultHTTPEPS
 	}
-	if c.BatchSize <= 0 || c.BatchSize > uploader.MaxEvents {
-		c.BatchSize = uploader.MaxEvents
+	if c.BatchSize <= 0 || c.BatchSize > amplitude.MaxEvents {
+		c.BatchSize = amplitude.MaxEvents
 	}
 	if c.MaxBatchBytes <= 0 {
-		c.MaxBatchBytes = uploader.MaxBatchBytes * 95 / 100
+		c.MaxBatchBytes = amplitude.PackBytes(backfill.RouteBatch)
 	}
 	if c.MaxHTTPBytes <= 0 {
-		c.MaxHTTPBytes = uploader.MaxHTTPBytes * 95 / 100
+		c.MaxHTTPBytes = amplitude.PackBytes(backfill.RouteHTTP)
 	}
 	if c.MapWorkers <= 0 {
 		c.MapWorkers = DefaultMapWorkers

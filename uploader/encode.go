@@ -7,30 +7,19 @@ import (
 	"sync"
 
 	"github.com/backfillhq/backfill"
+	"github.com/backfillhq/backfill/amplitude"
 	"github.com/klauspost/compress/gzip"
 )
 
-// Amplitude's documented per-request limits (amplitude-api.md §5). Byte
-// limits apply to the uncompressed JSON body as BodySize counts it; whether
-// Amplitude measures before or after gunzip is undocumented, and the
-// uncompressed size is the safe reading.
+// Amplitude's per-request limits, from package amplitude (their owner).
 const (
 	// MaxEvents is the most events one request may carry, on both routes.
-	MaxEvents = 2000
+	MaxEvents = amplitude.MaxEvents
 	// MaxBatchBytes is the body size limit of /batch (20 MB).
-	MaxBatchBytes = 20_000_000
+	MaxBatchBytes = amplitude.MaxBatchBytes
 	// MaxHTTPBytes is the body size limit of /2/httpapi (1 MB).
-	MaxHTTPBytes = 1_000_000
+	MaxHTTPBytes = amplitude.MaxHTTPBytes
 )
-
-// MaxBytes returns the body size limit of route: MaxHTTPBytes for
-// backfill.RouteHTTP, MaxBatchBytes otherwise.
-func MaxBytes(route backfill.Route) int {
-	if route == backfill.RouteHTTP {
-		return MaxHTTPBytes
-	}
-	return MaxBatchBytes
-}
 
 // Overhead returns the bytes a request body adds around its events for the
 // given key and min_id_length: the api_key prefix, the events array brackets

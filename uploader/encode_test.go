@@ -82,15 +82,6 @@ func TestBodySizeMatchesWire(t *testing.T) {
 	}
 }
 
-func TestMaxBytes(t *testing.T) {
-	if got := uploader.MaxBytes(backfill.RouteHTTP); got != uploader.MaxHTTPBytes {
-		t.Errorf("MaxBytes(RouteHTTP) = %d", got)
-	}
-	if got := uploader.MaxBytes(backfill.RouteBatch); got != uploader.MaxBatchBytes {
-		t.Errorf("MaxBytes(RouteBatch) = %d", got)
-	}
-}
-
 func benchEvents(n int) []backfill.Event {
 	evs := make([]backfill.Event, n)
 	for i := range evs {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/backfillhq/backfill"
+	"github.com/backfillhq/backfill/amplitude"
 )
 
 // sendState accumulates a Result and the id sets behind it.
@@ -61,7 +62,7 @@ func (c *Client) Send(ctx context.Context, route backfill.Route, events []backfi
 	for i := range all {
 		all[i] = i
 	}
-	pending := c.presplit(events, all, MaxBytes(route))
+	pending := c.presplit(events, all, amplitude.MaxBytes(route))
 	for len(pending) > 0 {
 		cur := pending[0]
 		v, err := c.exchange(ctx, route, events, cur, &st.res.Stats)

@@ -11,14 +11,15 @@ import (
 	"time"
 
 	"github.com/backfillhq/backfill"
+	"github.com/backfillhq/backfill/amplitude"
 )
 
 // Defaults applied by New to zero Options fields.
 const (
 	// DefaultEndpoint is Amplitude's US base URL.
-	DefaultEndpoint = "https://api2.amplitude.com"
+	DefaultEndpoint = amplitude.USEndpoint
 	// EUEndpoint is the base URL for EU data-residency projects (EU keys).
-	EUEndpoint = "https://api.eu.amplitude.com"
+	EUEndpoint = amplitude.EUEndpoint
 	// DefaultMaxAttempts is how many times one request body is sent before
 	// Send gives up with ErrRetriesExhausted; 12 matches the official SDKs.
 	DefaultMaxAttempts = 12
@@ -27,7 +28,7 @@ const (
 	// DefaultBackoffCap bounds every DefaultBackoff delay.
 	DefaultBackoffCap = 30 * time.Second
 	// DefaultThrottlePause is Result.PauseFor after a 429 (V2 docs and SDKs).
-	DefaultThrottlePause = 30 * time.Second
+	DefaultThrottlePause = amplitude.ThrottlePause
 	// DefaultRequestTimeout bounds one HTTP exchange of the default client.
 	DefaultRequestTimeout = 60 * time.Second
 	// DefaultMaxIdleConnsPerHost is the keep-alive pool of the default

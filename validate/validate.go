@@ -7,13 +7,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/backfillhq/backfill/amplitude"
 	"github.com/valyala/fastjson"
 )
 
 // Defaults for Options.
 const (
 	// DefaultMinIDLength is Amplitude's default minimum user_id/device_id length.
-	DefaultMinIDLength = 5
+	DefaultMinIDLength = amplitude.MinIDLength
 	// DefaultMaxStringLength is the longest string value, in runes.
 	DefaultMaxStringLength = 1024
 	// DefaultMaxDepth is the deepest nesting of objects and arrays inside an event.

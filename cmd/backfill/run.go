@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/backfillhq/backfill/amplitude"
 	"github.com/backfillhq/backfill/checkpoint"
 	"github.com/backfillhq/backfill/chunker"
 	"github.com/backfillhq/backfill/job"
@@ -90,8 +91,8 @@ func (f *jobFlags) register(fs *flag.FlagSet, sending bool) {
 	if !sending {
 		return
 	}
-	fs.StringVar(&f.endpoint, "endpoint", "", "Amplitude base `URL` (default "+uploader.DefaultEndpoint+"; an emulator's URL to rehearse)")
-	fs.StringVar(&f.region, "region", "", "`us` or eu: use Amplitude's EU residency host "+uploader.EUEndpoint)
+	fs.StringVar(&f.endpoint, "endpoint", "", "Amplitude base `URL` (default "+amplitude.USEndpoint+"; an emulator's URL to rehearse)")
+	fs.StringVar(&f.region, "region", "", "`us` or eu: use Amplitude's EU residency host "+amplitude.EUEndpoint)
 	fs.StringVar(&f.apiKey, "api-key", "", "Amplitude project API `key` (prefer the AMPLITUDE_API_KEY environment variable)")
 	fs.BoolVar(&f.gzip, "gzip", false, "gzip request bodies (saves bandwidth, costs CPU)")
 	fs.IntVar(&f.maxAttempts, "max-attempts", uploader.DefaultMaxAttempts, "sends of one request on 5xx, timeouts and network errors before the run stops")
@@ -177,7 +178,7 @@ func (f *jobFlags) config(sources []string, env *environ, stderr io.Writer) (job
 	case "", "us":
 	case "eu":
 		if cfg.Endpoint == "" {
-			cfg.Endpoint = uploader.EUEndpoint
+			cfg.Endpoint = amplitude.EUEndpoint
 		}
 	default:
 		return cfg, fmt.Errorf("%w: --region must be us or eu, not %q", job.ErrUsage, f.region)
@@ -277,9 +278,6 @@ func cmdRun(hard, soft context.Context, args []string, env *environ, stdout, std
 	}
 	cfg.APIKey = apiKeyFrom(&f, fs, env, log)
 	env.apiKey = cfg.APIKey
-	if cfg.Endpoint == "" {
-		cfg.Endpoint = uploader.DefaultEndpoint
-	}
 	return execute(hard, soft, cfg, &f, env, log, stdout, stderr)
 }
 
