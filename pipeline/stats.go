@@ -102,25 +102,16 @@ func (s *Stats) BytesRead() int64 {
 	return n
 }
 
-// count adds one Send's request statistics to the run's Stats and the job's
-// checkpointed counters.
+// count adds one Send's request statistics to the job's checkpointed
+// counters and the run's Stats: the delta is worked out once and written to
+// both.
 func (r *run) count(route backfill.Route, st uploader.Stats) {
-	if route == backfill.RouteHTTP {
-		r.stats.RequestsHTTPAPI.Add(int64(st.Requests))
-	} else {
-		r.stats.RequestsBatch.Add(int64(st.Requests))
-	}
 	var n5xx int
 	for code, n := range st.Responses {
 		if code >= 500 || code == 0 {
 			n5xx += n
 		}
 	}
-	r.stats.Responses429.Add(int64(st.Status429))
-	r.stats.Responses5xx.Add(int64(n5xx))
-	r.stats.Retries.Add(int64(st.Retries))
-	r.stats.Splits.Add(int64(st.Splits))
-	r.stats.BytesSent.Add(st.BytesSent)
 	d := checkpoint.Counters{Responses429: int64(st.Status429), Responses5xx: int64(n5xx), Retries: int64(st.Retries), BytesSent: st.BytesSent}
 	if route == backfill.RouteHTTP {
 		d.RequestsHTTPAPI = int64(st.Requests)
@@ -128,4 +119,16 @@ func (r *run) count(route backfill.Route, st uploader.Stats) {
 		d.RequestsBatch = int64(st.Requests)
 	}
 	r.deps.Tracker.AddCounters(d)
+	r.stats.add(d)
+	r.stats.Splits.Add(int64(st.Splits)) // this run only: not checkpointed
+}
+
+// add adds the request counters of d (a checkpoint delta) to s.
+func (s *Stats) add(d checkpoint.Counters) {
+	s.RequestsBatch.Add(d.RequestsBatch)
+	s.RequestsHTTPAPI.Add(d.RequestsHTTPAPI)
+	s.Responses429.Add(d.Responses429)
+	s.Responses5xx.Add(d.Responses5xx)
+	s.Retries.Add(d.Retries)
+	s.BytesSent.Add(d.BytesSent)
 }
