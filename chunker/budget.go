@@ -107,10 +107,6 @@ func newBudget(limit int, window, step time.Duration) *Budget {
 	return b
 }
 
-// Limit returns the number of events one id may send per window, 0 when
-// unlimited.
-func (b *Budget) Limit() int { return b.limit }
-
 func (b *Budget) expire(st *steps, now int64) {
 	cut := 0
 	for cut < len(st.s) && st.s[cut].sec <= now-b.window {
@@ -219,14 +215,6 @@ func (b *Budget) gc(now int64) {
 			}
 		}
 	}
-}
-
-// Tracked returns how many ids are tracked exactly (for tests and memory
-// accounting); the others are only in the fixed-size sketch.
-func (b *Budget) Tracked() int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return len(b.ids[Device]) + len(b.ids[User])
 }
 
 // held is a pause of one id: until when, and whether it is a park (the

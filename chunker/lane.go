@@ -167,15 +167,6 @@ func NewLane(b *Budget, opts Options) *Lane {
 	}
 }
 
-// Key is the partition key of an event: its device_id, or its user_id when
-// it has no device (Amplitude then derives the device from the user).
-func Key(ev *backfill.Event) string {
-	if ev.DeviceID != "" {
-		return ev.DeviceID
-	}
-	return "\x00" + ev.UserID
-}
-
 func signal(c chan struct{}) {
 	select {
 	case c <- struct{}{}:
@@ -310,13 +301,6 @@ func (l *Lane) Release() {
 		}
 	}
 	l.spilled = 0
-}
-
-// Spilled returns the number of events in spill files.
-func (l *Lane) Spilled() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.spilled
 }
 
 // Err returns the first spill error: a spill file could not be written or

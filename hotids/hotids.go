@@ -60,9 +60,6 @@ func (c *Counter) AddN(id string, w int64) {
 	}
 }
 
-// Total returns the number of events added.
-func (c *Counter) Total() int64 { return c.n }
-
 // IDCount is an id and its (possibly under-) counted events.
 type IDCount struct {
 	ID    string `json:"id"`
@@ -86,13 +83,4 @@ func (c *Counter) Top(k int) []IDCount {
 		out = out[:k]
 	}
 	return out
-}
-
-// Max returns the highest kept count (0 when empty).
-func (c *Counter) Max() int64 {
-	var m int64
-	for _, e := range c.m {
-		m = max(m, e.count)
-	}
-	return m
 }

@@ -150,10 +150,6 @@ func New(opt Options) (*Mapper, error) {
 // Name returns the name of the effective mapping.
 func (m *Mapper) Name() string { return m.plan.name }
 
-// FastPath reports whether records already in Amplitude's shape are
-// passed through without re-encoding (the amplitude preset).
-func (m *Mapper) FastPath() bool { return m.plan.fast }
-
 // spliceRoom is the most bytes fastPath appends to an unchanged record.
 func spliceRoom(addInsert, addSkip bool, insertID string) int {
 	n := 0

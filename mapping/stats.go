@@ -35,22 +35,6 @@ func (c *counters) reject(code string) {
 	v.(*atomic.Int64).Add(1)
 }
 
-// Stats returns a snapshot of the counters.
-func (m *Mapper) Stats() Stats {
-	c := &m.stats
-	s := Stats{
-		Mapped: c.mapped.Load(), FastPath: c.fast.Load(), Repaired: c.repaired.Load(),
-		Truncated: c.truncated.Load(), IDsStripped: c.stripped.Load(), Derived: c.derived.Load(),
-		Refed: c.refed.Load(), Filtered: c.filtered.Load(), Rejected: c.rejected.Load(),
-		RejectedBy: map[string]int64{},
-	}
-	c.byCode.Range(func(k, v any) bool {
-		s.RejectedBy[k.(string)] = v.(*atomic.Int64).Load()
-		return true
-	})
-	return s
-}
-
 // Codes returns the keys of RejectedBy, sorted.
 func (s Stats) Codes() []string {
 	out := make([]string, 0, len(s.RejectedBy))

@@ -37,8 +37,9 @@
 // alone.
 //
 // Request bodies are built by appending each Event.Raw verbatim; events are
-// never re-encoded. BodySize gives the exact encoded size so a chunker can
-// pack requests under MaxBatchBytes or MaxHTTPBytes. Send also splits its
+// never re-encoded, so a body is exactly Client.Overhead + Σ len(Raw) +
+// commas: the chunker packs requests under the route's limit from that sum
+// (the pipeline passes Overhead in chunker.Options). Send also splits its
 // input by MaxEvents and the route's byte limit before sending, so an
 // oversized input costs requests but is never wrong.
 //

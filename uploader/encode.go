@@ -21,15 +21,6 @@ const (
 	MaxHTTPBytes = amplitude.MaxHTTPBytes
 )
 
-// Overhead returns the bytes a request body adds around its events for the
-// given key and min_id_length: the api_key prefix, the events array brackets
-// and the options object. A body of n ≥ 1 events is exactly
-// Overhead + Σ len(Raw) + (n-1) bytes long (one comma between events).
-func Overhead(apiKey string, minIDLength int) int {
-	e := newEncoder(apiKey, minIDLength)
-	return len(e.prefix) + len(e.suffix)
-}
-
 // encoder holds the constant parts of a request body:
 //
 //	{"api_key":"K","events":[ <raw>,<raw>... ],"options":{"min_id_length":N}}

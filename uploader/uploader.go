@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/backfillhq/backfill"
 	"github.com/backfillhq/backfill/amplitude"
 )
 
@@ -198,34 +197,12 @@ func defaultHTTPClient() *http.Client {
 // goroutines and its buffers until the transport's idle timeout.
 func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
 
-// Overhead is the package-level Overhead for this client's key and options.
+// Overhead returns the bytes a request body adds around its events for
+// this client's key and min_id_length: the api_key prefix, the events array
+// brackets and the options object. A body of n ≥ 1 events is exactly
+// Overhead + Σ len(Raw) + (n-1) bytes long (one comma between events); the
+// pipeline gives it to the chunker to size requests.
 func (c *Client) Overhead() int { return len(c.enc.prefix) + len(c.enc.suffix) }
-
-// BodySize returns the exact length of the uncompressed request body Send
-// would build for events (when they fit in one request).
-func (c *Client) BodySize(events []backfill.Event) int {
-	n := c.Overhead()
-	for i := range events {
-		n += len(events[i].Raw)
-	}
-	if len(events) > 1 {
-		n += len(events) - 1
-	}
-	return n
-}
-
-// AppendBody appends the uncompressed request body for events to dst and
-// returns the extended slice. Raw event bytes are copied verbatim.
-func (c *Client) AppendBody(dst []byte, events []backfill.Event) []byte {
-	dst = append(dst, c.enc.prefix...)
-	for i := range events {
-		if i > 0 {
-			dst = append(dst, ',')
-		}
-		dst = append(dst, events[i].Raw...)
-	}
-	return append(dst, c.enc.suffix...)
-}
 
 // Rejection is an event Amplitude refused; it should be dead-lettered.
 type Rejection struct {
