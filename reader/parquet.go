@@ -3,17 +3,13 @@ package reader
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"strconv"
-	"time"
 	"unicode/utf8"
 
 	"github.com/apache/arrow-go/v18/arrow"
-	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/apache/arrow-go/v18/arrow/memory"
 	"github.com/apache/arrow-go/v18/parquet"
 	"github.com/apache/arrow-go/v18/parquet/file"
@@ -278,155 +274,6 @@ func (p *parquetDecoder) setBatch(batch arrow.RecordBatch) {
 }
 
 var errInvalidUTF8 = errors.New("invalid UTF-8 in a string")
-
-// appendValue appends element i of a as JSON. Structs and maps become
-// objects (null members omitted), lists arrays (null elements kept as
-// null), timestamps integer milliseconds since the epoch, dates
-// "YYYY-MM-DD", binary a string when it is valid UTF-8 and base64 otherwise,
-// NaN and infinities null.
-func appendValue(b []byte, a arrow.Array, i int) ([]byte, error) {
-	if a.IsNull(i) {
-		return append(b, "null"...), nil
-	}
-	var ok bool
-	switch a := a.(type) {
-	case *array.Boolean:
-		return strconv.AppendBool(b, a.Value(i)), nil
-	case *array.Int8:
-		return strconv.AppendInt(b, int64(a.Value(i)), 10), nil
-	case *array.Int16:
-		return strconv.AppendInt(b, int64(a.Value(i)), 10), nil
-	case *array.Int32:
-		return strconv.AppendInt(b, int64(a.Value(i)), 10), nil
-	case *array.Int64:
-		return strconv.AppendInt(b, a.Value(i), 10), nil
-	case *array.Uint8:
-		return strconv.AppendUint(b, uint64(a.Value(i)), 10), nil
-	case *array.Uint16:
-		return strconv.AppendUint(b, uint64(a.Value(i)), 10), nil
-	case *array.Uint32:
-		return strconv.AppendUint(b, uint64(a.Value(i)), 10), nil
-	case *array.Uint64:
-		return strconv.AppendUint(b, a.Value(i), 10), nil
-	case *array.Float16:
-		return appendFloatOrNull(b, float64(a.Value(i).Float32()), 32), nil
-	case *array.Float32:
-		return appendFloatOrNull(b, float64(a.Value(i)), 32), nil
-	case *array.Float64:
-		return appendFloatOrNull(b, a.Value(i), 64), nil
-	case *array.String:
-		if b, ok = jsonstr.Append(b, a.Value(i)); !ok {
-			return b, errInvalidUTF8
-		}
-		return b, nil
-	case *array.LargeString:
-		if b, ok = jsonstr.Append(b, a.Value(i)); !ok {
-			return b, errInvalidUTF8
-		}
-		return b, nil
-	case *array.StringView:
-		if b, ok = jsonstr.Append(b, a.Value(i)); !ok {
-			return b, errInvalidUTF8
-		}
-		return b, nil
-	case *array.Binary:
-		return appendBinary(b, a.Value(i)), nil
-	case *array.LargeBinary:
-		return appendBinary(b, a.Value(i)), nil
-	case *array.BinaryView:
-		return appendBinary(b, a.Value(i)), nil
-	case *array.FixedSizeBinary:
-		return appendBinary(b, a.Value(i)), nil
-	case *array.Date32:
-		return append(b, `"`+a.Value(i).ToTime().Format(time.DateOnly)+`"`...), nil
-	case *array.Date64:
-		return append(b, `"`+a.Value(i).ToTime().Format(time.DateOnly)+`"`...), nil
-	case *array.Timestamp:
-		unit := a.DataType().(*arrow.TimestampType).Unit
-		return strconv.AppendInt(b, toMillis(int64(a.Value(i)), unit), 10), nil
-	case *array.Duration:
-		unit := a.DataType().(*arrow.DurationType).Unit
-		return strconv.AppendInt(b, toMillis(int64(a.Value(i)), unit), 10), nil
-	case *array.Struct:
-		st := a.DataType().(*arrow.StructType)
-		b = append(b, '{')
-		n := 0
-		for j := range a.NumField() {
-			f := a.Field(j)
-			if f.IsNull(i) {
-				continue
-			}
-			if n > 0 {
-				b = append(b, ',')
-			}
-			n++
-			b, _ = jsonstr.Append(b, st.Field(j).Name)
-			b = append(b, ':')
-			var err error
-			if b, err = appendValue(b, f, i); err != nil {
-				return b, fmt.Errorf("%s: %w", st.Field(j).Name, err)
-			}
-		}
-		return append(b, '}'), nil
-	case *array.Map: // before ListLike: a Map is also a list
-		keys, items := a.Keys(), a.Items()
-		start, end := a.ValueOffsets(i)
-		b = append(b, '{')
-		n := 0
-		for k := int(start); k < int(end); k++ {
-			if items.IsNull(k) {
-				continue
-			}
-			if n > 0 {
-				b = append(b, ',')
-			}
-			n++
-			if ks, isStr := keys.(*array.String); isStr {
-				if b, ok = jsonstr.Append(b, ks.Value(k)); !ok {
-					return b, errInvalidUTF8
-				}
-			} else {
-				b, _ = jsonstr.Append(b, keys.ValueStr(k))
-			}
-			b = append(b, ':')
-			var err error
-			if b, err = appendValue(b, items, k); err != nil {
-				return b, err
-			}
-		}
-		return append(b, '}'), nil
-	case array.ListLike:
-		start, end := a.ValueOffsets(i)
-		vals := a.ListValues()
-		b = append(b, '[')
-		for k := int(start); k < int(end); k++ {
-			if k > int(start) {
-				b = append(b, ',')
-			}
-			var err error
-			if b, err = appendValue(b, vals, k); err != nil {
-				return b, err
-			}
-		}
-		return append(b, ']'), nil
-	case *array.Dictionary:
-		return appendValue(b, a.Dictionary(), a.GetValueIndex(i))
-	case array.ExtensionArray:
-		return appendValue(b, a.Storage(), i)
-	}
-	switch a.DataType().ID() {
-	case arrow.DECIMAL32, arrow.DECIMAL64, arrow.DECIMAL128, arrow.DECIMAL256:
-		return append(b, a.ValueStr(i)...), nil
-	case arrow.TIME32, arrow.TIME64:
-		b, _ = jsonstr.Append(b, a.ValueStr(i))
-		return b, nil
-	}
-	v, err := json.Marshal(a.GetOneForMarshal(i))
-	if err != nil {
-		return b, err
-	}
-	return append(b, v...), nil
-}
 
 func appendFloatOrNull(b []byte, f float64, bits int) []byte {
 	if out, ok := appendFloat(b, f, bits); ok {

@@ -1,8 +1,10 @@
 package reader
 
 import (
+	"encoding/json"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
@@ -46,9 +48,13 @@ func needsEscape(w uint64) bool {
 	return (w|(w-lsb*0x20)|(q-lsb)&^q|(bs-lsb)&^bs)&msb != 0
 }
 
-// pqWriter writes the values of one Arrow array as JSON. It is built once
-// per record batch, so the type switch of appendValue runs once per column
-// and batch rather than once per value.
+// pqWriter writes the values of one Arrow array as JSON: it is the reader's
+// one Arrow-to-JSON renderer. It is built once per record batch, so the
+// type switch runs once per column and batch rather than once per value.
+// Structs and maps become objects (null members omitted), lists arrays
+// (null elements kept as null), timestamps integer milliseconds since the
+// epoch, dates "YYYY-MM-DD", binary a string when it is valid UTF-8 and
+// base64 otherwise, NaN and infinities null.
 type pqWriter struct {
 	valid  []byte         // validity bitmap; nil when the array has no nulls or uses isNull
 	off    int            // the array's offset into valid
@@ -76,8 +82,9 @@ func newPQField(name string, a arrow.Array) pqField {
 	return pqField{name: name, key: append(key, ':'), pqWriter: newPQWriter(a)}
 }
 
-// newPQWriter returns the writer of a; it renders every value exactly as
-// appendValue does, which remains the path for the less common types.
+// newPQWriter returns the writer of a. Common types write without a type
+// switch per value and test nulls on the validity bitmap; the others test
+// them with IsNull.
 func newPQWriter(a arrow.Array) pqWriter {
 	w := pqWriter{}
 	fast := true
@@ -128,10 +135,12 @@ func newPQWriter(a arrow.Array) pqWriter {
 			return strconv.AppendInt(b, toMillis(int64(a.Value(i)), unit), 10), nil
 		}
 	case *array.Dictionary:
-		if a.Data().Dictionary() == nil { // no values in this batch
+		if a.Data().Dictionary() == nil { // no values in this batch: every row is null
 			fast = false
 			w.isNull = a.IsNull
-			w.write = func(b []byte, i int) ([]byte, error) { return appendValue(b, a, i) }
+			w.write = func(b []byte, i int) ([]byte, error) {
+				return b, fmt.Errorf("dictionary column without values")
+			}
 			break
 		}
 		w.write = dictWriter(a)
@@ -144,9 +153,10 @@ func newPQWriter(a arrow.Array) pqWriter {
 	case *array.LargeList:
 		w.write = listWriter(a.ListValues(), a.ValueOffsets)
 	default:
+		// The less common types: nulls by IsNull.
 		fast = false
 		w.isNull = a.IsNull
-		w.write = func(b []byte, i int) ([]byte, error) { return appendValue(b, a, i) }
+		w.write = otherWriter(a)
 	}
 	if fast && a.NullN() > 0 {
 		w.valid, w.off = a.NullBitmapBytes(), a.Data().Offset()
@@ -278,5 +288,69 @@ func dictWriter(a *array.Dictionary) func([]byte, int) ([]byte, error) {
 			return append(b, enc[start:end]...), nil
 		}
 		return generic(b, i)
+	}
+}
+
+// otherWriter writes the types outside newPQWriter's fast paths.
+func otherWriter(a arrow.Array) func([]byte, int) ([]byte, error) {
+	str := func(b []byte, s string) ([]byte, error) {
+		b, ok := appendString(b, s)
+		if !ok {
+			return b, errInvalidUTF8
+		}
+		return b, nil
+	}
+	switch a := a.(type) {
+	case *array.Float16:
+		return func(b []byte, i int) ([]byte, error) {
+			return appendFloatOrNull(b, float64(a.Value(i).Float32()), 32), nil
+		}
+	case *array.StringView:
+		return func(b []byte, i int) ([]byte, error) { return str(b, a.Value(i)) }
+	case *array.LargeBinary:
+		return func(b []byte, i int) ([]byte, error) { return appendBinary(b, a.Value(i)), nil }
+	case *array.BinaryView:
+		return func(b []byte, i int) ([]byte, error) { return appendBinary(b, a.Value(i)), nil }
+	case *array.FixedSizeBinary:
+		return func(b []byte, i int) ([]byte, error) { return appendBinary(b, a.Value(i)), nil }
+	case *array.Date32:
+		return func(b []byte, i int) ([]byte, error) {
+			return append(b, `"`+a.Value(i).ToTime().Format(time.DateOnly)+`"`...), nil
+		}
+	case *array.Date64:
+		return func(b []byte, i int) ([]byte, error) {
+			return append(b, `"`+a.Value(i).ToTime().Format(time.DateOnly)+`"`...), nil
+		}
+	case *array.Duration:
+		unit := a.DataType().(*arrow.DurationType).Unit
+		return func(b []byte, i int) ([]byte, error) {
+			return strconv.AppendInt(b, toMillis(int64(a.Value(i)), unit), 10), nil
+		}
+	case array.ListLike: // fixed-size lists, list views
+		return listWriter(a.ListValues(), a.ValueOffsets)
+	case array.ExtensionArray:
+		inner := newPQWriter(a.Storage())
+		return func(b []byte, i int) ([]byte, error) {
+			if inner.null(i) {
+				return append(b, "null"...), nil
+			}
+			return inner.write(b, i)
+		}
+	}
+	switch a.DataType().ID() {
+	case arrow.DECIMAL32, arrow.DECIMAL64, arrow.DECIMAL128, arrow.DECIMAL256:
+		return func(b []byte, i int) ([]byte, error) { return append(b, a.ValueStr(i)...), nil }
+	case arrow.TIME32, arrow.TIME64:
+		return func(b []byte, i int) ([]byte, error) {
+			b, _ = jsonstr.Append(b, a.ValueStr(i))
+			return b, nil
+		}
+	}
+	return func(b []byte, i int) ([]byte, error) {
+		v, err := json.Marshal(a.GetOneForMarshal(i))
+		if err != nil {
+			return b, err
+		}
+		return append(b, v...), nil
 	}
 }
