@@ -349,6 +349,3 @@ const (
 	// minSpill is the least backlog worth a spill file write.
 	minSpill = 16
 )
-
-// Budget returns the budget the lane spends from.
-func (l *Lane) Budget() *Budget { return l.budget }

@@ -9,9 +9,10 @@
 // The source is laid out by stage: topology.go starts the goroutines and
 // decides the run's outcome, read.go walks the objects and feeds the map
 // workers, dispatch.go puts mapped events on their lanes (and holds the
-// route barrier), lane.go paces and sends each lane's requests, settle.go
-// applies a response to the tracker and the dead-letter file, and stats.go
-// holds the live counters.
+// route barrier), lane.go paces and sends each lane's requests through
+// throttle.go (the one place a 429 turns into pauses and parks of ids),
+// settle.go applies a response to the tracker and the dead-letter file, and
+// stats.go holds the live counters.
 //
 // All goroutines run under one errgroup with bounded channels. The first
 // cancellation of the soft context stops reading; requests in flight finish

@@ -64,7 +64,7 @@ func (r *run) lane(hard, readCtx context.Context, route backfill.Route, l *chunk
 // sendBatch sends one request's events and applies the result: counters
 // first, then each event's outcome (see settle).
 func (r *run) sendBatch(ctx context.Context, route backfill.Route, l *chunker.Lane, evs []backfill.Event) error {
-	res, err := r.deps.Sender.Send(ctx, route, evs)
+	res, err := r.senders[route].Send(ctx, route, evs)
 	st := res.Stats
 	r.log.Debug("request settled", "route", route.String(), "events", len(evs), "accepted", len(res.Accepted),
 		"rejected", len(res.Rejected), "throttled", len(res.Throttled), "parked", len(res.Parked), "requests", st.Requests, "retries", st.Retries)

@@ -28,8 +28,8 @@ func (r *run) reject(pos backfill.Position, stage deadletter.Stage, reason strin
 
 // settle applies the outcome of each event of one Send: accepted events
 // are settled and their buffers recycled, rejected ones dead-lettered,
-// throttled ones requeued behind a pause of their ids, and parked ones
-// requeued behind their ids' daily-quota parking.
+// and throttled and parked ones requeued (behind the holds throttle put on
+// their ids).
 func (r *run) settle(l *chunker.Lane, evs []backfill.Event, res uploader.Result) error {
 	if len(res.Accepted) > 0 {
 		r.stats.Accepted.Add(int64(r.deps.Tracker.SettleEvents(evs, res.Accepted, checkpoint.Accepted)))
@@ -48,16 +48,9 @@ func (r *run) settle(l *chunker.Lane, evs []backfill.Event, res uploader.Result)
 		}
 		r.pending.Add(-1)
 	}
+	// throttle has already paused or parked the ids these events wait for.
 	now := r.cfg.Now()
 	if len(res.Throttled) > 0 {
-		b := l.Budget()
-		for _, id := range res.PauseDevices {
-			b.Pause(chunker.Device, id, now.Add(res.PauseFor))
-		}
-		for _, id := range res.PauseUsers {
-			b.Pause(chunker.User, id, now.Add(res.PauseFor))
-		}
-		r.stats.Throttled.Add(int64(len(res.PauseDevices) + len(res.PauseUsers)))
 		again := make([]backfill.Event, 0, len(res.Throttled))
 		for _, i := range res.Throttled {
 			again = append(again, evs[i])
@@ -65,16 +58,6 @@ func (r *run) settle(l *chunker.Lane, evs []backfill.Event, res uploader.Result)
 		l.Requeue(again, now)
 	}
 	if len(res.Parked) > 0 {
-		b := l.Budget()
-		until := now.Add(r.cfg.ParkFor)
-		for _, id := range res.QuotaDevices {
-			b.Park(chunker.Device, id, until)
-			r.stats.park(checkpoint.ParkedID{Kind: "device", ID: id, Until: until})
-		}
-		for _, id := range res.QuotaUsers {
-			b.Park(chunker.User, id, until)
-			r.stats.park(checkpoint.ParkedID{Kind: "user", ID: id, Until: until})
-		}
 		again := make([]backfill.Event, 0, len(res.Parked))
 		for _, i := range res.Parked {
 			again = append(again, evs[i])

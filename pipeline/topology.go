@@ -21,8 +21,9 @@ type run struct {
 	stats *Stats
 	log   *slog.Logger
 
-	seed  maphash.Seed
-	lanes [2][]*chunker.Lane // by route
+	seed    maphash.Seed
+	lanes   [2][]*chunker.Lane // by route
+	senders [2]Sender          // by route: deps.Sender behind the route's throttle
 
 	mu      sync.Mutex
 	objects []ObjectStat
@@ -45,6 +46,9 @@ func (r *run) run(hard, soft context.Context) ([]ObjectStat, error) {
 		daily = chunker.NewDailyBudget(cfg.DailyBudget)
 	}
 
+	for route := range r.senders {
+		r.senders[route] = throttle{Sender: r.deps.Sender, budget: budgets[route], now: cfg.Now, parkFor: cfg.ParkFor, stats: r.stats}
+	}
 	for route := range r.lanes {
 		maxBytes := cfg.MaxBatchBytes
 		if backfill.Route(route) == backfill.RouteHTTP {
