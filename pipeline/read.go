@@ -109,10 +109,10 @@ func (r *run) readObject(ctx context.Context, obj Object, jobs, ordered chan<- *
 		tr.Fail(obj.URL, err)
 		r.stats.ObjectsFailed.Add(1)
 		r.stats.bytesDone.Add(obj.Size)
-		r.log.Error("object changed since it was checkpointed", "object", obj.URL, "was", old, "now", obj.Fingerprint)
-		if r.cfg.FailFast {
+		if r.cfg.FailFast { // returned, so not logged: the caller reports it
 			return fmt.Errorf("%s: %w", obj.URL, err)
 		}
+		r.log.Error("object changed since it was checkpointed", "object", obj.URL, "was", old, "now", obj.Fingerprint)
 		return nil
 	}
 	start := tr.Begin(obj.URL, obj.Fingerprint)
@@ -138,13 +138,13 @@ func (r *run) readObject(ctx context.Context, obj Object, jobs, ordered chan<- *
 		r.stats.ObjectsFailed.Add(1)
 		msg := err.Error()
 		r.objectStat(obj.URL, func(s *ObjectStat) { s.Err = msg; s.Finished = time.Now() })
-		r.log.Error("object failed", "object", obj.URL, "err", msg)
-		if r.cfg.FailFast {
+		if r.cfg.FailFast { // returned, so not logged: the caller reports it
 			if strings.HasPrefix(msg, obj.URL) { // reader errors name the object already
 				return err
 			}
 			return fmt.Errorf("%s: %w", obj.URL, err)
 		}
+		r.log.Error("object failed", "object", obj.URL, "err", msg)
 		return nil
 	}
 	dec, err := obj.Open(ctx, start.Resume)

@@ -144,9 +144,10 @@ func (r *run) run(hard, soft context.Context) ([]ObjectStat, error) {
 	saveCtx, cancelSave := context.WithTimeout(context.WithoutCancel(hard), finalSaveTimeout)
 	defer cancelSave()
 	if serr := r.deps.Save(saveCtx); serr != nil {
-		r.log.Error("save checkpoint", "err", serr)
-		if err == nil {
+		if err == nil { // returned, so not logged
 			err = fmt.Errorf("save checkpoint: %w", serr)
+		} else {
+			r.log.Error("save checkpoint", "err", serr)
 		}
 	}
 	r.mu.Lock()
