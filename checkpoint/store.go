@@ -5,11 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"regexp"
 	"strings"
 
 	"gocloud.dev/blob"
+
+	"github.com/backfillhq/backfill/internal/location"
 )
 
 // File names inside a store (under the shard's key prefix, if any).
@@ -117,30 +118,30 @@ func Open(ctx context.Context, loc string, opts Options) (*Store, error) {
 	if loc == "" {
 		return nil, errors.New("open checkpoint: empty location")
 	}
-	if !strings.Contains(loc, "://") {
+	l, err := location.Parse(loc)
+	if err != nil {
+		return nil, fmt.Errorf("open checkpoint: %w", err)
+	}
+	switch {
+	case l.Scheme == "":
 		s.where = loc
 		s.be = &localBackend{dir: loc}
 		s.log = s.log.With(LogKeyStore, s.where)
 		return s, nil
-	}
-	u, err := url.Parse(loc)
-	if err != nil {
-		return nil, fmt.Errorf("open checkpoint: %w", err)
-	}
-	if u.Scheme == "file" {
-		if u.RawQuery != "" || (u.Host != "" && u.Host != "localhost") {
-			return nil, fmt.Errorf("open checkpoint %s: file URL must be file:///path without query", loc)
+	case l.Scheme == "file":
+		if l.RawQuery != "" {
+			return nil, fmt.Errorf("open checkpoint %s: file URL must be file:///path without query", l.WithoutQuery())
 		}
-		s.where = u.Path
-		s.be = &localBackend{dir: u.Path}
+		s.where = l.Path
+		s.be = &localBackend{dir: l.Path}
 		s.log = s.log.With(LogKeyStore, s.where)
 		return s, nil
+	case l.User != nil:
+		return nil, fmt.Errorf("open checkpoint %s: a bucket URL takes no user or password (credentials come from the environment)", l.WithoutQuery())
 	}
-	prefix := strings.Trim(u.Path, "/")
-	bu := *u
-	bu.Path, bu.RawPath = "", ""
-	s.where = (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
-	b, err := blob.OpenBucket(ctx, bu.String())
+	prefix := strings.Trim(l.Path, "/")
+	s.where = strings.TrimSuffix(l.WithoutQuery(), "/")
+	b, err := blob.OpenBucket(ctx, l.Bucket())
 	if err != nil {
 		return nil, fmt.Errorf("open checkpoint %s: %w", s.where, err)
 	}

@@ -16,7 +16,8 @@ import (
 	"github.com/backfillhq/backfill/checkpoint"
 	"github.com/backfillhq/backfill/deadletter"
 	"github.com/backfillhq/backfill/pipeline"
-	"github.com/backfillhq/backfill/uploader"
+
+	"github.com/backfillhq/backfill/internal/redact"
 )
 
 // ReportSchemaVersion is the version of the JSON report's schema. Fields are
@@ -143,9 +144,9 @@ func buildReport(cfg *Config, st *checkpoint.State, objs []pipeline.ObjectStat, 
 		FinishedAt:      now,
 		Routes:          map[string]RouteReport{},
 		DeadLetterFile:  cfg.DeadLetter,
-		Checkpoint:      cfg.Checkpoint,
+		Checkpoint:      redact.URL(cfg.Checkpoint),
 		ReportFile:      cfg.ReportFile,
-		Endpoint:        cfg.Endpoint,
+		Endpoint:        redact.URL(cfg.Endpoint),
 		Run: RunReport{
 			EventsRead:     stats.Read.Load(),
 			EventsAccepted: stats.Accepted.Load(),
@@ -247,7 +248,7 @@ func buildReport(cfg *Config, st *checkpoint.State, objs []pipeline.ObjectStat, 
 		r.Status = StatusComplete
 	}
 	if r.err != nil {
-		r.Error = uploader.Redact(r.err.Error(), cfg.APIKey)
+		r.Error = redact.Text(r.err.Error(), cfg.APIKey)
 	}
 	return r
 }

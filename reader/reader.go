@@ -14,6 +14,7 @@ import (
 	"gocloud.dev/gcerrors"
 
 	"github.com/backfillhq/backfill"
+	"github.com/backfillhq/backfill/internal/location"
 
 	// Drivers for the s3://, gs:// and azblob:// bucket URLs (each with its
 	// cloud's normal credential chain). Local paths and file:// URLs are
@@ -169,7 +170,7 @@ func (r *Reader) Close() error {
 	var errs []error
 	for _, u := range urls {
 		if err := r.buckets[u].Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close bucket %s: %w", stripQuery(u), err))
+			errs = append(errs, fmt.Errorf("close bucket %s: %w", location.Display(u), err))
 		}
 		delete(r.buckets, u)
 	}
@@ -188,7 +189,7 @@ func (r *Reader) bucket(ctx context.Context, url string) (*blob.Bucket, error) {
 	}
 	b, err := r.opts.OpenBucket(ctx, url)
 	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", stripQuery(url), err)
+		return nil, fmt.Errorf("open bucket %s: %w", location.Display(url), err)
 	}
 	r.buckets[url] = b
 	return b, nil

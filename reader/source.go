@@ -3,11 +3,12 @@ package reader
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/backfillhq/backfill/internal/location"
 )
 
 // source is one parsed source string.
@@ -31,30 +32,26 @@ func parseSource(s string) (source, error) {
 	if s == "" {
 		return source{}, fmt.Errorf("%w: empty source", ErrBadSource)
 	}
-	scheme, rest, ok := strings.Cut(s, "://")
-	if !ok {
-		return localSource(s, s)
+	l, err := location.Parse(s)
+	if err != nil {
+		return source{}, fmt.Errorf("%w: %v", ErrBadSource, err)
 	}
-	rest, query := splitQuery(rest)
-	display := scheme + "://" + rest
-	if scheme == "file" {
-		if query != "" {
+	display := l.WithoutQuery()
+	switch {
+	case l.Scheme == "":
+		return localSource(s, s)
+	case l.Scheme == "file":
+		if l.RawQuery != "" {
 			return source{}, fmt.Errorf("%w: %s: file sources take no query parameters", ErrBadSource, display)
 		}
-		return localSource(rest, display)
-	}
-	host, key, _ := strings.Cut(rest, "/")
-	if host == "" || strings.ContainsAny(host, globMeta) {
+		return localSource(l.Path, display)
+	case l.User != nil:
+		return source{}, fmt.Errorf("%w: %s: a bucket URL takes no user or password (credentials come from the environment)", ErrBadSource, display)
+	case strings.ContainsAny(l.Host, globMeta):
 		return source{}, fmt.Errorf("%w: %s: missing or invalid bucket name", ErrBadSource, display)
 	}
-	bucketURL := scheme + "://" + host
-	if query != "" {
-		bucketURL += "?" + query
-	}
-	if _, err := url.Parse(bucketURL); err != nil {
-		return source{}, fmt.Errorf("%w: %s: %v", ErrBadSource, display, err)
-	}
-	src := source{display: display, bucket: bucketURL, base: scheme + "://" + host + "/", prefix: key}
+	key := l.Path
+	src := source{display: display, bucket: l.Bucket(), base: l.Scheme + "://" + l.Host + "/", prefix: key}
 	if i := strings.IndexAny(key, globMeta); i >= 0 {
 		g, err := compileGlob(key)
 		if err != nil {
@@ -63,21 +60,6 @@ func parseSource(s string) (source, error) {
 		src.prefix, src.glob = key[:i], g
 	}
 	return src, nil
-}
-
-// splitQuery splits "bucket/key?a=b" at the last '?' whose remainder looks
-// like query parameters (contains '=' and no '/'), so that a '?' glob in a
-// key ("part-?.csv") is not mistaken for a query.
-func splitQuery(s string) (rest, query string) {
-	i := strings.LastIndexByte(s, '?')
-	if i < 0 {
-		return s, ""
-	}
-	q := s[i+1:]
-	if !strings.Contains(q, "=") || strings.Contains(q, "/") {
-		return s, ""
-	}
-	return s[:i], q
 }
 
 // localSource resolves a local path, which may hold a glob.
@@ -184,10 +166,4 @@ func prefixSegs(pat, dir []string) bool {
 		pat, dir = pat[1:], dir[1:]
 	}
 	return len(pat) > 0
-}
-
-// stripQuery drops the query part of a URL for messages.
-func stripQuery(u string) string {
-	s, _, _ := strings.Cut(u, "?")
-	return s
 }

@@ -1,10 +1,8 @@
 package uploader
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 )
 
 var (
@@ -47,32 +45,6 @@ func (e *StatusError) Unwrap() []error {
 		return []error{e.Err, e.Cause}
 	}
 	return []error{e.Err}
-}
-
-// Redacted replaces the API key wherever Redact finds it.
-const Redacted = "[REDACTED]"
-
-// Redact returns s with every occurrence of key (raw or JSON-escaped)
-// replaced by Redacted. An empty key leaves s unchanged. Use it on any text
-// that may contain a server echo of the key before logging or returning it.
-func Redact(s, key string) string {
-	if key == "" || s == "" {
-		return s
-	}
-	s = strings.ReplaceAll(s, key, Redacted)
-	if q := jsonEscape(key); q != key {
-		s = strings.ReplaceAll(s, q, Redacted)
-	}
-	return s
-}
-
-// jsonEscape returns key as it appears between the quotes of a JSON string.
-func jsonEscape(key string) string {
-	b, err := json.Marshal(key)
-	if err != nil || len(b) < 2 {
-		return key
-	}
-	return string(b[1 : len(b)-1])
 }
 
 // redactedCause hides the key inside a transport error while keeping it

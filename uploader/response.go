@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/backfillhq/backfill"
+
+	"github.com/backfillhq/backfill/internal/redact"
 )
 
 // response is the union of the JSON fields Amplitude documents for every
@@ -77,7 +79,7 @@ var fatal400 = []string{
 // body to the request holding events[cur...]. key is only used to redact.
 func classify(status int, body []byte, events []backfill.Event, cur []int, key string) verdict {
 	r := parseResponse(body)
-	msg := Redact(r.Error, key)
+	msg := redact.Text(r.Error, key)
 	if msg == "" {
 		msg = snippet(body, key, status)
 	}
@@ -102,7 +104,7 @@ func classify(status int, body []byte, events []backfill.Event, cur []int, key s
 func classify400(v *verdict, r response, events []backfill.Event, cur []int, key string) {
 	if r.MissingField != "" {
 		v.kind = kindFatal
-		v.message = Redact(r.Error+": "+r.MissingField, key)
+		v.message = redact.Text(r.Error+": "+r.MissingField, key)
 		return
 	}
 	for _, prefix := range fatal400 {
@@ -125,7 +127,7 @@ func classify400(v *verdict, r response, events []backfill.Event, cur []int, key
 	}
 	addFields := func(m map[string][]int, what string) {
 		for _, field := range sortedKeys(m) {
-			reason := what + " " + Redact(field, key)
+			reason := what + " " + redact.Text(field, key)
 			for _, pos := range m[field] {
 				add(pos, reason)
 			}
@@ -201,7 +203,7 @@ func classify429(v *verdict, r response, events []backfill.Event, cur []int) {
 // start of the body, redacted.
 func snippet(body []byte, key string, status int) string {
 	s := http.StatusText(status)
-	b := Redact(strings.TrimSpace(string(body)), key) // before cutting, so no partial key survives
+	b := redact.Text(strings.TrimSpace(string(body)), key) // before cutting, so no partial key survives
 	if len(b) > 200 {
 		b = b[:200] + "..."
 	}
@@ -211,7 +213,7 @@ func snippet(body []byte, key string, status int) string {
 		}
 		s += b
 	}
-	return Redact(s, key)
+	return redact.Text(s, key)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/backfillhq/backfill"
 	"github.com/backfillhq/backfill/amplitude"
+	"github.com/backfillhq/backfill/internal/redact"
 )
 
 // sendState accumulates a Result and the id sets behind it.
@@ -185,7 +186,7 @@ func (c *Client) exchange(ctx context.Context, route backfill.Route, events []ba
 				return verdict{}, cerr
 			}
 			stats.Responses[0]++
-			msg := Redact(err.Error(), c.key)
+			msg := redact.Text(err.Error(), c.key)
 			cause = &redactedCause{msg: msg, err: errors.Unwrap(err)}
 			if status != 0 {
 				msg = fmt.Sprintf("status %d: read response: %s", status, msg)

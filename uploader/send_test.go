@@ -12,6 +12,8 @@ import (
 	"github.com/backfillhq/backfill/uploader"
 
 	"github.com/backfillhq/backfill/internal/testutil"
+
+	"github.com/backfillhq/backfill/internal/redact"
 )
 
 // ids maps original indexes to insert ids, for comparing with what the
@@ -449,10 +451,10 @@ func TestSendInvalidKeyRedacted(t *testing.T) {
 		t.Fatalf("err = %v, want ErrFatal", err)
 	}
 	msg := err.Error()
-	if strings.Contains(msg, testKey) || !strings.Contains(msg, "Invalid API key: "+uploader.Redacted) {
-		t.Errorf("err = %q, want the key replaced by %s", msg, uploader.Redacted)
+	if strings.Contains(msg, testKey) || !strings.Contains(msg, "Invalid API key: "+redact.Mask) {
+		t.Errorf("err = %q, want the key replaced by %s", msg, redact.Mask)
 	}
-	if l := logs.String(); strings.Contains(l, testKey) || !strings.Contains(l, uploader.Redacted) || !strings.Contains(l, "component=uploader") {
+	if l := logs.String(); strings.Contains(l, testKey) || !strings.Contains(l, redact.Mask) || !strings.Contains(l, "component=uploader") {
 		t.Errorf("logs = %q, want redacted key and component=uploader", l)
 	}
 	if rq := srv.requests(); len(rq) != 1 || rq[0].Path != "/2/httpapi" || rq[0].Key != testKey {
@@ -773,21 +775,6 @@ func TestNewValidation(t *testing.T) {
 				t.Errorf("New err = %v, want ok=%v", err, tt.ok)
 			}
 		})
-	}
-}
-
-func TestRedact(t *testing.T) {
-	tests := []struct{ s, key, want string }{
-		{"Invalid API key: abc123", "abc123", "Invalid API key: " + uploader.Redacted},
-		{"abc123 and abc123", "abc123", uploader.Redacted + " and " + uploader.Redacted},
-		{`{"error":"Invalid API key: a\"b"}`, `a"b`, `{"error":"Invalid API key: ` + uploader.Redacted + `"}`},
-		{"nothing", "abc123", "nothing"},
-		{"empty key", "", "empty key"},
-	}
-	for _, tt := range tests {
-		if got := uploader.Redact(tt.s, tt.key); got != tt.want {
-			t.Errorf("Redact(%q, %q) = %q, want %q", tt.s, tt.key, got, tt.want)
-		}
 	}
 }
 

@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/backfillhq/backfill/amplitude"
+	"github.com/backfillhq/backfill/internal/location"
+	"github.com/backfillhq/backfill/internal/redact"
 )
 
 // Defaults applied by New to zero Options fields.
@@ -131,9 +132,9 @@ func New(opts Options) (*Client, error) {
 	if endpoint == "" {
 		endpoint = DefaultEndpoint
 	}
-	u, err := url.Parse(endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
-		return nil, fmt.Errorf("uploader: endpoint %q: want http(s)://host[/base] without query", Redact(endpoint, opts.APIKey))
+	u, err := location.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.RawQuery != "" {
+		return nil, fmt.Errorf("uploader: endpoint %q: want http(s)://host[/base] without query", redact.Text(endpoint, opts.APIKey))
 	}
 	switch {
 	case opts.MinIDLength < 0:

@@ -17,7 +17,8 @@ import (
 	"github.com/backfillhq/backfill"
 	"github.com/backfillhq/backfill/checkpoint"
 	"github.com/backfillhq/backfill/job"
-	"github.com/backfillhq/backfill/uploader"
+
+	"github.com/backfillhq/backfill/internal/redact"
 )
 
 // Version and Commit are set at build time with -ldflags "-X main.Version=...".
@@ -142,7 +143,7 @@ func exitCode(err error, stderr io.Writer, key string) int {
 	default:
 		code = ExitFailed
 	}
-	fmt.Fprintf(stderr, "backfill: %s\n", uploader.Redact(err.Error(), key))
+	fmt.Fprintf(stderr, "backfill: %s\n", redact.Text(err.Error(), key))
 	return code
 }
 

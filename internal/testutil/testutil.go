@@ -105,3 +105,11 @@ func (s *SyncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// RawURL returns s3://bucket/prefix with the parameters that reach this
+// server written as the README writes them: unencoded
+// (endpoint=http://127.0.0.1:PORT&use_path_style=true).
+func (s *S3) RawURL(bucket, prefix string) string {
+	return "s3://" + bucket + "/" + prefix + "?endpoint=" + s.Endpoint +
+		"&use_path_style=true&region=us-east-1&response_checksum_validation=when_required&request_checksum_calculation=when_required"
+}
