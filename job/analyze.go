@@ -10,6 +10,7 @@ import (
 
 	"github.com/backfillhq/backfill"
 	"github.com/backfillhq/backfill/hotids"
+	"github.com/backfillhq/backfill/internal/escape"
 	"github.com/backfillhq/backfill/mapping"
 	"github.com/backfillhq/backfill/reader"
 )
@@ -132,7 +133,7 @@ func (a *Analysis) WriteText(w io.Writer, validate bool) {
 	fmt.Fprintf(w, "objects:   %d (%s)\n", p.Objects, humanBytes(p.Bytes))
 	a.Summary.WriteText(w)
 	for _, f := range a.Failed {
-		fmt.Fprintf(w, "unreadable: %s: %s\n", f.Where, f.Reason)
+		fmt.Fprintf(w, "unreadable: %s: %s\n", escape.Line(f.Where), escape.Line(f.Reason))
 	}
 	if validate {
 		return
@@ -140,16 +141,16 @@ func (a *Analysis) WriteText(w io.Writer, validate bool) {
 	if len(a.HotDevs) > 0 || len(a.HotUsers) > 0 {
 		fmt.Fprintln(w, "hottest ids:")
 		for _, c := range a.HotDevs {
-			fmt.Fprintf(w, "  device %-40s %d events\n", c.ID, c.Count)
+			fmt.Fprintf(w, "  device %-40s %d events\n", escape.Line(c.ID), c.Count)
 		}
 		for _, c := range a.HotUsers {
-			fmt.Fprintf(w, "  user   %-40s %d events\n", c.ID, c.Count)
+			fmt.Fprintf(w, "  user   %-40s %d events\n", escape.Line(c.ID), c.Count)
 		}
 	}
 	fmt.Fprintf(w, "routes:    %d events via /batch, %d via /2/httpapi\n", a.ByRoute[backfill.RouteBatch], a.ByRoute[backfill.RouteHTTP])
 	fmt.Fprintf(w, "lower bound on the finishing time: %s", a.LowerBound)
 	if a.HottestID != "" {
-		fmt.Fprintf(w, " (the hottest id, %s, at %d events/s per id over 30 s windows)", a.HottestID, a.EPS)
+		fmt.Fprintf(w, " (the hottest id, %s, at %d events/s per id over 30 s windows)", escape.Line(a.HottestID), a.EPS)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "expected time: about the lower bound when the hottest id dominates; otherwise reading and upload speed decide (see BENCHMARKS.md)")
@@ -170,13 +171,13 @@ func (p *PlanResult) WritePlan(ctx context.Context, rd *reader.Reader, w io.Writ
 			return err
 		}
 		i++
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", i, obj.Route, humanBytes(obj.Size), obj.URL)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", i, obj.Route, humanBytes(obj.Size), escape.Line(obj.URL))
 	}
 	tw.Flush()
 	if len(p.Tail) > 0 {
 		fmt.Fprintf(w, "tail: %d trailing partitions (%d events) go through /2/httpapi after everything else:\n", len(p.Tail), p.TailEvents)
 		for _, part := range p.Tail {
-			fmt.Fprintf(w, "  %s (%d objects, %d events)\n", part.Name, len(part.Objects), part.Events)
+			fmt.Fprintf(w, "  %s (%d objects, %d events)\n", escape.Line(part.Name), len(part.Objects), part.Events)
 		}
 	}
 	return nil

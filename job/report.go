@@ -17,6 +17,7 @@ import (
 	"github.com/backfillhq/backfill/deadletter"
 	"github.com/backfillhq/backfill/pipeline"
 
+	"github.com/backfillhq/backfill/internal/escape"
 	"github.com/backfillhq/backfill/internal/redact"
 )
 
@@ -284,7 +285,7 @@ func (r *Report) WriteSummary(w io.Writer) {
 	fmt.Fprintf(w, "  requests batch %d, httpapi %d; 429s %d; 5xx %d; retries %d\n", r.RequestsBatch, r.RequestsHTTPAPI, r.Responses429, r.Responses5xx, r.Retries)
 	if r.HottestEvents > 0 {
 		fmt.Fprintf(w, "  pace     lower bound %s (hottest id %s: %d events), actual %s\n",
-			time.Duration(r.LowerBoundSeconds*float64(time.Second)), r.HottestID, r.HottestEvents, time.Duration(r.DurationSeconds*float64(time.Second)).Round(time.Millisecond))
+			time.Duration(r.LowerBoundSeconds*float64(time.Second)), escape.Line(r.HottestID), r.HottestEvents, time.Duration(r.DurationSeconds*float64(time.Second)).Round(time.Millisecond))
 	}
 	fmt.Fprintf(w, "  objects  %d total, %d done, %d skipped (done earlier), %d failed\n", r.ObjectsTotal, r.ObjectsDone, r.ObjectsSkipped, r.ObjectsFailed)
 	if r.Runs > 1 {
@@ -304,7 +305,7 @@ func (r *Report) WriteSummary(w io.Writer) {
 			if o.Seconds > 0 {
 				secs = fmt.Sprintf("%.1fs", o.Seconds)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t\n", shorten(o.URL, 60), o.Route, o.Status, o.Read, o.Accepted, o.Rejected, secs)
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t\n", escape.Line(shorten(o.URL, 60)), o.Route, o.Status, o.Read, o.Accepted, o.Rejected, secs)
 		}
 		routes := make([]string, 0, len(r.Routes))
 		for k := range r.Routes {
@@ -320,25 +321,25 @@ func (r *Report) WriteSummary(w io.Writer) {
 	for _, o := range r.Objects {
 		if o.Error != "" {
 			// Reader errors already start with the URL.
-			fmt.Fprintf(w, "  failed: %s: %s\n", o.URL, strings.TrimPrefix(o.Error, o.URL+": "))
+			fmt.Fprintf(w, "  failed: %s: %s\n", escape.Line(o.URL), escape.Line(strings.TrimPrefix(o.Error, o.URL+": ")))
 		}
 	}
 	if len(r.RejectionReasons) > 0 {
 		fmt.Fprintln(w, "\ntop rejection reasons:")
 		for _, rc := range r.RejectionReasons {
-			fmt.Fprintf(w, "  %7d  %s\n", rc.Count, rc.Reason)
+			fmt.Fprintf(w, "  %7d  %s\n", rc.Count, escape.Line(rc.Reason))
 		}
 	}
 	fmt.Fprintln(w)
 	if r.EventsRejected > 0 {
-		fmt.Fprintf(w, "dead-letter file: %s\n", r.DeadLetterFile)
+		fmt.Fprintf(w, "dead-letter file: %s\n", escape.Line(r.DeadLetterFile))
 	}
 	if r.ReportFile != "" {
-		fmt.Fprintf(w, "report:           %s\n", r.ReportFile)
+		fmt.Fprintf(w, "report:           %s\n", escape.Line(r.ReportFile))
 	}
-	fmt.Fprintf(w, "checkpoint:       %s\n", r.Checkpoint)
+	fmt.Fprintf(w, "checkpoint:       %s\n", escape.Line(r.Checkpoint))
 	if r.Error != "" && r.Status != StatusRejected {
-		fmt.Fprintf(w, "\n%s\n", r.Error)
+		fmt.Fprintf(w, "\n%s\n", escape.Line(r.Error))
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/backfillhq/backfill"
+	"github.com/backfillhq/backfill/internal/escape"
 )
 
 // Defaults for Summary.
@@ -145,7 +146,7 @@ func (s *Summary) WriteText(w io.Writer) error {
 		return codes[i] < codes[j]
 	})
 	for _, c := range codes {
-		ew.printf("  %-22s %d\n", c, s.reasons[c])
+		ew.printf("  %-22s %d\n", escape.Line(c), s.reasons[c])
 	}
 	if s.mapped > 0 && s.maxTime != 0 {
 		ew.printf("time range: %s .. %s\n", fmtMS(s.minTime), fmtMS(s.maxTime))
@@ -168,16 +169,16 @@ func (s *Summary) WriteText(w io.Writer) error {
 			if smp.Pos.Object == "" {
 				where = "?"
 			}
-			ew.printf("  %s: [%s] %s\n", where, smp.Code, smp.Reason)
+			ew.printf("  %s: [%s] %s\n", escape.Line(where), smp.Code, escape.Line(smp.Reason))
 			if len(smp.Raw) > 0 {
-				ew.printf("    %s\n", smp.Raw)
+				ew.printf("    %s\n", escape.Line(string(smp.Raw)))
 			}
 		}
 	}
 	if len(s.examples) > 0 {
 		ew.printf("first mapped events:\n")
 		for _, e := range s.examples {
-			ew.printf("  %s\n", e)
+			ew.printf("  %s\n", escape.Line(string(e)))
 		}
 	}
 	return ew.err

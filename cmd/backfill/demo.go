@@ -44,7 +44,7 @@ func cmdDemo(hard, soft context.Context, args []string, env *environ, stdout, st
 	if _, err := parseFlags(fs, args, env, stderr); err != nil {
 		return err
 	}
-	log, err := newLogger(&f, stderr)
+	log, err := newLogger(&f, stderr, env)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/backfillhq/backfill/checkpoint"
+	"github.com/backfillhq/backfill/internal/escape"
 	"github.com/backfillhq/backfill/job"
 )
 
@@ -160,7 +161,7 @@ func cmdStatus(ctx context.Context, args []string, env *environ, stdout, stderr 
 				fmt.Fprintf(stdout, "  ... and %d more parked ids\n", len(st.Parked)-i)
 				break
 			}
-			fmt.Fprintf(stdout, "  parked for Amplitude's daily quota: %s %s until %s\n", p.Kind, p.ID, p.Until.Format(time.RFC3339))
+			fmt.Fprintf(stdout, "  parked for Amplitude's daily quota: %s %s until %s\n", p.Kind, escape.Line(p.ID), p.Until.Format(time.RFC3339))
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "  OBJECT\tSTATE\tSETTLED\tWATERMARK\tTOTAL\tERROR")
@@ -179,7 +180,7 @@ func cmdStatus(ctx context.Context, args []string, env *environ, stdout, stderr 
 			if o.Total >= 0 {
 				total = fmt.Sprint(o.Total)
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%s\t%s\n", u, s, o.Read, o.Watermark, total, o.Error)
+			fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%s\t%s\n", escape.Line(u), s, o.Read, o.Watermark, total, escape.Line(o.Error))
 		}
 		tw.Flush()
 	}

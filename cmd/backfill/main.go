@@ -18,6 +18,7 @@ import (
 	"github.com/backfillhq/backfill/checkpoint"
 	"github.com/backfillhq/backfill/job"
 
+	"github.com/backfillhq/backfill/internal/escape"
 	"github.com/backfillhq/backfill/internal/redact"
 )
 
@@ -143,7 +144,7 @@ func exitCode(err error, stderr io.Writer, key string) int {
 	default:
 		code = ExitFailed
 	}
-	fmt.Fprintf(stderr, "backfill: %s\n", redact.Text(err.Error(), key))
+	fmt.Fprintf(stderr, "backfill: %s\n", escape.Line(redact.Text(err.Error(), key)))
 	return code
 }
 

@@ -13,6 +13,8 @@ import (
 	"github.com/backfillhq/backfill/amplitude"
 	"github.com/backfillhq/backfill/checkpoint"
 	"github.com/backfillhq/backfill/chunker"
+	"github.com/backfillhq/backfill/internal/escape"
+	"github.com/backfillhq/backfill/internal/redact"
 	"github.com/backfillhq/backfill/job"
 	"github.com/backfillhq/backfill/pipeline"
 	"github.com/backfillhq/backfill/uploader"
@@ -213,7 +215,12 @@ func apiKeyFrom(f *jobFlags, fs *flag.FlagSet, env *environ, log *slog.Logger) s
 	return f.apiKey
 }
 
-func newLogger(f *jobFlags, w io.Writer) (*slog.Logger, error) {
+// newLogger builds the logger of a command from the flags. Every string
+// and error it writes passes through redact.Text with the API key env holds
+// by then, so a URL with a password or a server echo of the key that
+// reaches a log line is masked there too. (slog's handlers already quote
+// or escape control characters, so untrusted text cannot forge a line.)
+func newLogger(f *jobFlags, w io.Writer, env *environ) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
 		return nil, fmt.Errorf("%w: --log-level must be debug, info, warn or error, not %q", job.ErrUsage, f.logLevel)
@@ -221,7 +228,19 @@ func newLogger(f *jobFlags, w io.Writer) (*slog.Logger, error) {
 	if f.quiet && level < slog.LevelWarn {
 		level = slog.LevelWarn
 	}
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		switch v := a.Value; v.Kind() {
+		case slog.KindString:
+			if s := v.String(); s != "" {
+				a.Value = slog.StringValue(redact.Text(s, env.apiKey))
+			}
+		case slog.KindAny:
+			if err, ok := v.Any().(error); ok && err != nil {
+				a.Value = slog.StringValue(redact.Text(err.Error(), env.apiKey))
+			}
+		}
+		return a
+	}}
 	switch f.logFormat {
 	case "text", "":
 		return slog.New(slog.NewTextHandler(w, opts)), nil
@@ -268,7 +287,7 @@ func cmdRun(hard, soft context.Context, args []string, env *environ, stdout, std
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(&f, stderr)
+	log, err := newLogger(&f, stderr, env)
 	if err != nil {
 		return err
 	}
@@ -321,7 +340,7 @@ func execute(hard, soft context.Context, cfg job.Config, f *jobFlags, env *envir
 		fmt.Fprintln(stderr, "interrupted: the checkpoint is saved; run the same command again to resume")
 		return shown{rep.Status}
 	case job.StatusIncomplete:
-		fmt.Fprintf(stderr, "incomplete: %s\nrun the same command again later to finish (or pass --wait-parked)\n", rep.Error)
+		fmt.Fprintf(stderr, "incomplete: %s\nrun the same command again later to finish (or pass --wait-parked)\n", escape.Line(rep.Error))
 		return shown{rep.Status}
 	}
 	return err

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/backfillhq/backfill/emulator"
+	"github.com/backfillhq/backfill/internal/testutil"
+)
+
+// TestE2EPasswordsInURLs: a password in the endpoint's userinfo, or inside
+// an endpoint= query of a source, appears in no output and no file; the
+// report's endpoint field keeps the host and masks the password.
+func TestE2EPasswordsInURLs(t *testing.T) {
+	const pw = "Pw-5ecret-e2e"
+	t.Setenv("AMPLITUDE_API_KEY", e2eKey)
+	t.Run("Endpoint", func(t *testing.T) {
+		root := t.TempDir()
+		writeFiles(t, root, genFile("a.jsonl", "a", 50, genOptions{}))
+		e := startEmulator(t, emulator.Config{})
+		w := newWorkDir(t)
+		ep := strings.Replace(e.URL, "http://", "http://user:"+pw+"@", 1)
+		args := w.runArgs(e, "--log-level", "debug")
+		args[2] = ep // --endpoint's value
+		res := runMain(t, append(args, root)...)
+		if res.code != ExitOK {
+			t.Fatalf("exit %d, want 0\n%s", res.code, res)
+		}
+		if strings.Contains(res.stdout+res.stderr, pw) {
+			t.Fatalf("output shows the password:\n%s", res)
+		}
+		grepSecret(t, w.dir, pw)
+		rep := readReport(t, w.report)
+		if want := strings.Replace(e.URL, "http://", "http://user:[REDACTED]@", 1); rep.Endpoint != want {
+			t.Fatalf("report endpoint = %q, want %q", rep.Endpoint, want)
+		}
+	})
+	t.Run("FatalSourceError", func(t *testing.T) {
+		testutil.IsolateAWS(t)
+		e := startEmulator(t, emulator.Config{})
+		w := newWorkDir(t)
+		// Nothing listens on port 1: listing fails, and the fatal error
+		// names the source.
+		src := "s3://bucket/prefix/?endpoint=http://user:" + pw + "@127.0.0.1:1&use_path_style=true&region=us-east-1"
+		res := runMain(t, append(w.runArgs(e, "--max-attempts", "1"), src)...)
+		if res.code == ExitOK {
+			t.Fatalf("exit 0 listing an unreachable store\n%s", res)
+		}
+		if strings.Contains(res.stdout+res.stderr, pw) {
+			t.Fatalf("output shows the password:\n%s", res)
+		}
+		if !strings.Contains(res.stderr, "127.0.0.1:1") {
+			t.Fatalf("the error does not say where it listed (want 127.0.0.1:1, so the query was read as a query):\n%s", res)
+		}
+		grepSecret(t, w.dir, pw)
+	})
+}
+
+// grepSecret fails when a file under dir contains s.
+func grepSecret(t *testing.T, dir, s string) {
+	t.Helper()
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if data, err := os.ReadFile(p); err == nil && strings.Contains(string(data), s) {
+			t.Errorf("%s contains %q", p, s)
+		}
+		return nil
+	})
+}
+
+// TestE2EShortKey: with a one-letter key, the invalid-key message masks
+// the key and leaves every other "k" alone (it used to replace them all).
+func TestE2EShortKey(t *testing.T) {
+	root := t.TempDir()
+	writeFiles(t, root, genFile("a.jsonl", "a", 20, genOptions{}))
+	e := startEmulator(t, emulator.Config{APIKeys: []string{"another-key-000000"}})
+	w := newWorkDir(t)
+	t.Setenv("AMPLITUDE_API_KEY", "k")
+	res := runMain(t, append(w.runArgs(e), root)...)
+	if res.code != ExitFailed {
+		t.Fatalf("exit %d, want %d\n%s", res.code, ExitFailed, res)
+	}
+	if !strings.Contains(res.stderr, "Invalid API key: [REDACTED]") {
+		t.Fatalf("stderr does not mask the key:\n%s", res)
+	}
+	if strings.Contains(res.stdout+res.stderr, "[REDACTED]ey") || !strings.Contains(res.stderr, "key") {
+		t.Fatalf("the short key garbled the message:\n%s", res)
+	}
+}
+
+// TestE2EUntrustedObjectNames: object names with a newline and an ESC
+// reach the summary and the errors escaped: no forged line, no control
+// sequence on the terminal.
+func TestE2EUntrustedObjectNames(t *testing.T) {
+	root := t.TempDir()
+	evil := "a\nlevel=ERROR msg=forged\x1b[2J.jsonl"
+	line := `{"event_type":"e","device_id":"device-00001","time":1704067200000}` + "\n"
+	if err := os.WriteFile(filepath.Join(root, evil), []byte(line+"{broken\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e := startEmulator(t, emulator.Config{})
+	w := newWorkDir(t)
+	t.Setenv("AMPLITUDE_API_KEY", e2eKey)
+	res := runMain(t, append(w.runArgs(e), root)...)
+	if res.code != ExitRejected {
+		t.Fatalf("exit %d, want %d\n%s", res.code, ExitRejected, res)
+	}
+	out := res.stdout + res.stderr
+	if strings.Contains(out, "\x1b") {
+		t.Fatalf("output holds a raw ESC:\n%q", out)
+	}
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "level=ERROR msg=forged") {
+			t.Fatalf("an object name forged a line:\n%s", out)
+		}
+	}
+	if !strings.Contains(res.stdout, `a\nlevel=ERROR`) {
+		t.Fatalf("the summary does not show the escaped name:\n%s", res)
+	}
+}
