@@ -97,10 +97,19 @@ func overLimit(s []byte, limit int) bool {
 	return len(s) > limit && utf8.RuneCount(s) > limit
 }
 
-// ValidNumber reports whether b is a number as RFC 8259 defines it.
+// ValidNumber reports whether b is a number as RFC 8259 defines it and
+// within float64's range (1e400 is not: no decoder can hold it).
 func ValidNumber(b []byte) bool {
 	s := scanner{b: b}
 	return s.num(0) == len(b)
+}
+
+// NumberSyntax reports whether b is a number by RFC 8259's grammar alone,
+// whatever its magnitude.
+func NumberSyntax(b []byte) bool {
+	s := scanner{b: b}
+	end, _ := s.numSyntax(0)
+	return end == len(b)
 }
 
 // IsInteger reports whether b is a JSON number written as an integer

@@ -264,7 +264,11 @@ func (c *checker) walk(key []byte, val *fastjson.Value, depth int) {
 	case fastjson.TypeNumber:
 		if raw := c.numText(val); !ValidNumber(raw) {
 			p := c.pathString(key)
-			c.setErr(reject(CodeInvalidField, p, "invalid %s: %q is not a JSON number", p, raw))
+			if NumberSyntax(raw) {
+				c.setErr(reject(CodeInvalidField, p, "invalid %s: %s is out of float64 range", p, raw))
+			} else {
+				c.setErr(reject(CodeInvalidField, p, "invalid %s: %q is not a JSON number", p, raw))
+			}
 		}
 	case fastjson.TypeObject:
 		if depth > c.v.opt.MaxDepth {
@@ -291,11 +295,7 @@ func (c *checker) walk(key []byte, val *fastjson.Value, depth int) {
 		c.path = append(c.path, key)
 		var ib [20]byte
 		for i, vv := range a {
-			if vv.Type() == fastjson.TypeObject || vv.Type() == fastjson.TypeArray {
-				c.walk(strconv.AppendInt(ib[:0], int64(i), 10), vv, depth+1)
-			} else {
-				c.walk(nil, vv, depth+1)
-			}
+			c.walk(strconv.AppendInt(ib[:0], int64(i), 10), vv, depth+1)
 		}
 		c.path = c.path[:len(c.path)-1]
 	}

@@ -2,6 +2,7 @@ package validate
 
 import (
 	"bytes"
+	"math"
 	"strconv"
 	"unicode/utf8"
 )
@@ -329,15 +330,36 @@ func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
 }
 
-// num scans a number starting at i, as RFC 8259 defines it.
+// num scans a number starting at i, as RFC 8259 defines it, that is also
+// within float64's range: 1e400 is valid JSON, but no JSON decoder of the
+// SDKs or of Amplitude can hold it (Go's returns an error, others +Inf).
 func (s *scanner) num(i int) int {
+	start := i
+	end, exp := s.numSyntax(i)
+	// Only a number with an exponent or over 308 digits can overflow.
+	if end > 0 && (exp || end-start > 308) && !inRange(s.b[start:end]) {
+		return -1
+	}
+	return end
+}
+
+// inRange reports whether the number b does not overflow float64 (an
+// underflow, 1e-400, rounds to 0 and is kept).
+func inRange(b []byte) bool {
+	f, err := strconv.ParseFloat(string(b), 64)
+	return err == nil || !math.IsInf(f, 0)
+}
+
+// numSyntax scans a number starting at i by RFC 8259's grammar alone and
+// reports whether it has an exponent.
+func (s *scanner) numSyntax(i int) (end int, exp bool) {
 	b := s.b
 	if i < len(b) && b[i] == '-' {
 		i++
 	}
 	switch {
 	case i >= len(b):
-		return -1
+		return -1, false
 	case b[i] == '0':
 		i++
 	case b[i] >= '1' && b[i] <= '9':
@@ -345,7 +367,7 @@ func (s *scanner) num(i int) int {
 			i++
 		}
 	default:
-		return -1
+		return -1, false
 	}
 	if i < len(b) && b[i] == '.' {
 		i++
@@ -354,10 +376,11 @@ func (s *scanner) num(i int) int {
 			i++
 		}
 		if i == d {
-			return -1
+			return -1, false
 		}
 	}
 	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		exp = true
 		i++
 		if i < len(b) && (b[i] == '+' || b[i] == '-') {
 			i++
@@ -367,10 +390,10 @@ func (s *scanner) num(i int) int {
 			i++
 		}
 		if i == d {
-			return -1
+			return -1, false
 		}
 	}
-	return i
+	return i, exp
 }
 
 // value scans any value starting at i (not whitespace), nested depth levels

@@ -250,6 +250,10 @@ func (c *checker) check(v *Validator, ev *fastjson.Value) (Result, error) {
 		}
 		if kind != KindUnknown && t != fastjson.TypeNull && !c.kindMatches(kind, val) {
 			k := string(kb)
+			if t == fastjson.TypeNumber && kind == KindFloat && NumberSyntax(c.numText(val)) {
+				c.setErr(reject(CodeInvalidField, k, "invalid %s: %s is out of float64 range", k, snippet(val)))
+				return
+			}
 			c.setErr(reject(CodeInvalidField, k, "invalid %s: %s is not %s", k, snippet(val), kind))
 			return
 		}

@@ -71,6 +71,10 @@ func TestEvent(t *testing.T) {
 			`{"user_id":"user-1","event_type":"e","time":1700000000000,"event_properties":{"a":["` + strings.Repeat("ü", 1024) + `"]}}`, "", ""},
 		{"Unicode1024", `{"user_id":"user-1","event_type":"e","time":1700000000000,"event_properties":{"a":"` + strings.Repeat("ü", 1024) + `"}}`, "", "", ""},
 		{"BadNumber", `{"user_id":"user-1","event_type":"e","time":1700000000000,"event_properties":{"a":1.2.3}}`, "", validate.CodeInvalidJSON, "invalid JSON"},
+		{"HugeNumber", `{"user_id":"user-1","event_type":"e","time":1700000000000,"event_properties":{"a":1e400}}`, "", validate.CodeInvalidField, "invalid event_properties.a: 1e400 is out of float64 range"},
+		{"HugeNegativeInArray", `{"user_id":"user-1","event_type":"e","time":1700000000000,"event_properties":{"a":[-1.8e308]}}`, "", validate.CodeInvalidField, "invalid event_properties.a.0: -1.8e308 is out of float64 range"},
+		{"HugePrice", `{"user_id":"user-1","event_type":"e","time":1700000000000,"price":1e400}`, "", validate.CodeInvalidField, "invalid price: 1e400 is out of float64 range"},
+		{"TinyNumberKept", `{"user_id":"user-1","event_type":"e","time":1700000000000,"event_properties":{"a":1e-400}}`, "", "", ""},
 		{"NotObject", `[1]`, "", validate.CodeInvalidJSON, "event is not a JSON object"},
 		{"UnknownKeysKept", `{"user_id":"user-1","event_type":"e","time":1700000000000,"custom":{"x":1}}`, "", "", ""},
 	}
@@ -190,7 +194,7 @@ func TestAppendString(t *testing.T) {
 }
 
 func TestNumbers(t *testing.T) {
-	for in, want := range map[string]bool{"0": true, "-1.5e+3": true, "1E9": true, "01": false, "1.": false, ".5": false, "NaN": false, "1.2.3": false, "-": false, "+1": false} {
+	for in, want := range map[string]bool{"0": true, "-1.5e+3": true, "1E9": true, "01": false, "1.": false, ".5": false, "NaN": false, "1.2.3": false, "-": false, "+1": false, "1e400": false, "-1e309": false, "1e-400": true, "1.7976931348623157e308": true} {
 		if got := validate.ValidNumber([]byte(in)); got != want {
 			t.Errorf("ValidNumber(%q)=%v", in, got)
 		}
