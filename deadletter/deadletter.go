@@ -63,8 +63,15 @@ type Entry struct {
 	// InsertID is the event's insert_id, when one was assigned.
 	InsertID string `json:"insert_id,omitempty"`
 	// Data is the original record: its JSON when valid, else a JSON string
-	// of the raw bytes. See RawData.
+	// of the raw bytes. Invalid UTF-8 is shown as U+FFFD, so that every
+	// line is valid JSON (jq, Python); the exact bytes are then in
+	// DataBase64. See RawData.
 	Data json.RawMessage `json:"data,omitempty"`
+	// DataBase64 holds the record's exact bytes (standard base64) when Data
+	// is not a lossless copy of them: invalid UTF-8, or bytes that are not
+	// valid JSON and had to be quoted as a string are both restorable
+	// from it. Absent when Data is the record as it was.
+	DataBase64 []byte `json:"data_base64,omitempty"`
 	// Time is when the record was rejected (set by Write when zero).
 	Time time.Time `json:"time"`
 }
@@ -81,7 +88,33 @@ func NewEntry(pos backfill.Position, stage Stage, reason string, data []byte) En
 		Stage:    stage,
 		Reason:   reason,
 		Data:     RawData(data),
+		// A record that is not valid UTF-8 JSON is quoted or repaired in
+		// Data, so its exact bytes go beside it.
+		DataBase64: lossless(data),
 	}
+}
+
+// lossless returns a copy of data when RawData cannot hold it exactly: it
+// is not valid JSON (Data is then a JSON string of it, which keeps valid
+// UTF-8 text but not invalid bytes), or not valid UTF-8.
+func lossless(data []byte) []byte {
+	if len(data) == 0 || utf8.Valid(data) {
+		return nil
+	}
+	return bytes.Clone(data)
+}
+
+// Bytes returns the record's exact bytes: DataBase64 when present, else
+// the text of a string Data, else Data itself.
+func (e Entry) Bytes() []byte {
+	if e.DataBase64 != nil {
+		return e.DataBase64
+	}
+	var s string
+	if len(e.Data) > 0 && e.Data[0] == '"' && json.Unmarshal(e.Data, &s) == nil {
+		return []byte(s)
+	}
+	return e.Data
 }
 
 // Position returns the entry's source position (Offset is not stored and
@@ -97,7 +130,11 @@ func RawData(data []byte) json.RawMessage {
 		return nil
 	}
 	if json.Valid(data) {
-		return bytes.Clone(data)
+		// encoding/json does not check UTF-8: a valid document may hold
+		// invalid bytes inside its strings, which would make the line
+		// invalid JSON for every strict reader. They can only be in
+		// strings, so U+FFFD keeps the document valid.
+		return bytes.ToValidUTF8(data, []byte(string(utf8.RuneError)))
 	}
 	s, _ := json.Marshal(string(bytes.ToValidUTF8(data, []byte(string(utf8.RuneError)))))
 	return s

@@ -36,21 +36,45 @@ func (r *Reader) csvConfig(cfg textConfig, f Format) csvConfig {
 
 // guardReader fails once the CSV reader has consumed more than limit bytes
 // past the end of the last complete row, so an unterminated quoted field
-// cannot pull a whole object into memory.
+// cannot pull a whole object into memory. It also keeps the bytes read
+// since that row end (at most limit plus one read), so that a row the CSV
+// parser refuses, such as an unterminated quote that swallowed the rest of
+// the object, reaches the dead-letter file whole.
 type guardReader struct {
 	r     io.Reader
 	n     int64 // bytes delivered
 	mark  int64 // n at the end of the last row (stream-relative)
 	limit int64
+	buf   []byte // bytes delivered from base to n
+	base  int64
 }
+
+// keepSlack is how far the mark may run ahead of the kept bytes before
+// they are trimmed, so that trimming costs one small copy per 64 KiB.
+const keepSlack = 64 << 10
 
 func (g *guardReader) Read(p []byte) (int, error) {
 	if g.n-g.mark > g.limit {
 		return 0, fmt.Errorf("%w: a CSV row is longer than %d bytes (unterminated quoted field?)", ErrRecordTooLarge, g.limit)
 	}
+	if d := g.mark - g.base; d > keepSlack {
+		g.buf = g.buf[:copy(g.buf, g.buf[d:])]
+		g.base = g.mark
+	}
 	n, err := g.r.Read(p)
+	g.buf = append(g.buf, p[:n]...)
 	g.n += int64(n)
 	return n, err
+}
+
+// since returns the bytes delivered from stream offset from up to to (as
+// much of them as is kept).
+func (g *guardReader) since(from, to int64) []byte {
+	from, to = max(from-g.base, 0), min(to-g.base, int64(len(g.buf)))
+	if from >= to {
+		return nil
+	}
+	return bytes.Clone(g.buf[from:to])
 }
 
 func newCSVReader(r io.Reader, cfg csvConfig) *csv.Reader {
@@ -105,11 +129,12 @@ func (d *csvDecoder) next() (backfill.Record, error) {
 			return backfill.Record{}, err
 		}
 	}
-	off := d.at.off + d.cr.InputOffset()
+	start := d.cr.InputOffset()
+	off := d.at.off + start
 	row, err := d.cr.Read()
 	d.g.mark = d.cr.InputOffset()
 	if err != nil {
-		return backfill.Record{}, d.readError(err, off)
+		return backfill.Record{}, d.readError(err, off, start)
 	}
 	l, _ := d.cr.FieldPos(0)
 	pos := backfill.Position{Object: d.cfg.url, Record: d.rec, Offset: off, Line: d.line(int64(l))}
@@ -135,7 +160,7 @@ func (d *csvDecoder) next() (backfill.Record, error) {
 // readError handles an error of csv.Reader.Read for the row at off. It is
 // apart from next so that pe, whose address escapes, is allocated only on
 // errors.
-func (d *csvDecoder) readError(err error, off int64) error {
+func (d *csvDecoder) readError(err error, off, start int64) error {
 	var pe *csv.ParseError
 	switch {
 	case err == io.EOF:
@@ -145,7 +170,10 @@ func (d *csvDecoder) readError(err error, off int64) error {
 		line := d.line(int64(pe.StartLine))
 		pos := backfill.Position{Object: d.cfg.url, Record: d.rec, Offset: off, Line: line}
 		d.rec++
-		return &backfill.RecordError{Pos: pos, Reason: backfill.BoundReason(fmt.Sprintf("CSV: line %d: %v", d.line(int64(pe.Line)), pe.Err))}
+		// The bytes the parser consumed for this row: up to the end of
+		// the object for an unterminated quote, which swallowed them.
+		raw := d.g.since(start, d.cr.InputOffset())
+		return &backfill.RecordError{Pos: pos, Raw: raw, Reason: backfill.BoundReason(fmt.Sprintf("CSV: line %d: %v", d.line(int64(pe.Line)), pe.Err))}
 	default:
 		d.done = true
 		return fmt.Errorf("CSV row %d (offset %d): %w", d.rec, off, err)
