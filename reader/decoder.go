@@ -67,6 +67,10 @@ func (r *Reader) Open(ctx context.Context, obj Object, start Start) (*Decoder, e
 		return nil, fmt.Errorf("open %s: negative start record %d", obj.URL, start.Record)
 	}
 	d := &Decoder{url: obj.URL, skip: start.Record, read: func() int64 { return 0 }}
+	if obj.NotRead != "" {
+		d.err = fmt.Errorf("%w: %s", ErrNotReadable, obj.NotRead)
+		return d, nil
+	}
 	if err := r.open(ctx, d, obj, start); err != nil {
 		if ctx.Err() != nil {
 			d.Close()

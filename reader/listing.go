@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 
 	"gocloud.dev/blob"
 )
@@ -137,8 +138,10 @@ func (b *bucketLister) next(ctx context.Context) (Object, error) {
 
 // localLister walks a directory tree in lexicographic order of the full
 // slash path (a directory "a" sorts as "a/", after "a.txt"), reading one
-// directory per level at a time. Symbolic links to files are followed;
-// links to directories and broken links are skipped.
+// directory per level at a time. Symbolic links to files are followed and
+// links to directories are skipped; entries that are not regular files
+// (named pipes, sockets, devices, dangling links, link loops) are listed
+// with Object.NotRead set, so that they are reported instead of skipped.
 type localLister struct {
 	src     source
 	started bool
@@ -152,9 +155,10 @@ type dirFrame struct {
 }
 
 type dirEnt struct {
-	name string
-	dir  bool
-	info fs.FileInfo // files only
+	name    string
+	dir     bool
+	info    fs.FileInfo // files only
+	notRead string      // why a non-directory entry cannot be read
 }
 
 func (l *localLister) next(ctx context.Context) (Object, error) {
@@ -165,7 +169,9 @@ func (l *localLister) next(ctx context.Context) (Object, error) {
 			if err != nil {
 				return Object{}, err
 			}
-			return localObject(l.src.single, fi), nil
+			obj := localObject(l.src.single, fi)
+			obj.NotRead = notRegular(fi.Mode())
+			return obj, nil
 		}
 		root := l.src.prefix[:strings.LastIndexByte(l.src.prefix, '/')+1]
 		if err := l.push(root); err != nil {
@@ -206,9 +212,44 @@ func (l *localLister) next(ctx context.Context) (Object, error) {
 		if !strings.HasPrefix(full, l.src.prefix) || (l.src.glob != nil && !l.src.glob.match(full)) {
 			continue
 		}
+		if e.notRead != "" {
+			f, c := Detect(full)
+			return Object{URL: "file://" + full, Key: full, Format: f, Compression: c, NotRead: e.notRead}, nil
+		}
 		return localObject(full, e.info), nil
 	}
 	return Object{}, io.EOF
+}
+
+// notRegular describes a file mode that is not a regular file, or returns
+// "" for a regular file.
+func notRegular(m fs.FileMode) string {
+	switch {
+	case m.IsRegular():
+		return ""
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO), not a regular file"
+	case m&fs.ModeSocket != 0:
+		return "a socket, not a regular file"
+	case m&fs.ModeDevice != 0, m&fs.ModeCharDevice != 0:
+		return "a device, not a regular file"
+	case m.IsDir():
+		return "a directory"
+	}
+	return "not a regular file (" + m.Type().String() + ")"
+}
+
+// linkError describes why the target of a symbolic link cannot be read.
+func linkError(err error) string {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "a dangling symbolic link (its target does not exist)"
+	case errors.Is(err, syscall.ELOOP):
+		return "a symbolic link loop"
+	case errors.Is(err, fs.ErrPermission):
+		return "a symbolic link whose target is not accessible (permission denied)"
+	}
+	return "a symbolic link that cannot be followed: " + err.Error()
 }
 
 func (l *localLister) push(dir string) error {
@@ -222,10 +263,14 @@ func (l *localLister) push(dir string) error {
 		switch {
 		case de.Type()&fs.ModeSymlink != 0:
 			fi, err := os.Stat(dir + e.name)
-			if err != nil || fi.IsDir() {
-				continue
+			switch {
+			case err != nil:
+				e.notRead = linkError(err)
+			case fi.IsDir():
+				continue // links to directories are not followed (no loops)
+			default:
+				e.info, e.notRead = fi, notRegular(fi.Mode())
 			}
-			e.info = fi
 		case !e.dir:
 			fi, err := de.Info()
 			if err != nil {
@@ -234,10 +279,7 @@ func (l *localLister) push(dir string) error {
 				}
 				return err
 			}
-			if !fi.Mode().IsRegular() {
-				continue
-			}
-			e.info = fi
+			e.info, e.notRead = fi, notRegular(fi.Mode())
 		}
 		ents = append(ents, e)
 	}

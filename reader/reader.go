@@ -54,6 +54,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrNoObjects: a source matched no objects.
 	ErrNoObjects = errors.New("no objects match")
+	// ErrNotReadable: a listed entry is not a regular file (see
+	// Object.NotRead).
+	ErrNotReadable = errors.New("not a readable file")
 	// ErrUnknownFormat: the format could not be told from the name and was
 	// not set in Options.
 	ErrUnknownFormat = errors.New("unknown format")
@@ -221,6 +224,12 @@ type Object struct {
 	// Compression is the compression suggested by the extension. The
 	// decoder trusts the magic bytes over it.
 	Compression Compression
+	// NotRead says why a listed local entry cannot be read (a named pipe,
+	// a socket or device, a dangling symbolic link, a symbolic link loop),
+	// or is "" for a file. Such an entry is listed rather than skipped so
+	// that it is logged and reported as a failed object: Open fails with
+	// ErrNotReadable without opening it (a FIFO would block).
+	NotRead string
 
 	bucket string // bucket URL with query parameters; "" for local files
 }

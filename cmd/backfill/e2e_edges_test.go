@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/backfillhq/backfill/emulator"
@@ -120,5 +121,50 @@ func TestE2EUntrustedObjectNames(t *testing.T) {
 	}
 	if !strings.Contains(res.stdout, `a\nlevel=ERROR`) {
 		t.Fatalf("the summary does not show the escaped name:\n%s", res)
+	}
+}
+
+// TestE2EEntriesNotRead: a FIFO, a dangling symbolic link and a link loop
+// named *.jsonl in a source folder are logged, listed in the report as
+// failed objects with their reason, and make the run exit 1 (they used to
+// be skipped silently with exit 0). The readable file is sent in full.
+func TestE2EEntriesNotRead(t *testing.T) {
+	root := t.TempDir()
+	writeFiles(t, root, genFile("a.jsonl", "a", 30, genOptions{}))
+	if err := syscall.Mkfifo(filepath.Join(root, "fifo.jsonl"), 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	for name, target := range map[string]string{"dangling.jsonl": "missing.jsonl", "loop.jsonl": "loop.jsonl"} {
+		if err := os.Symlink(filepath.Join(root, target), filepath.Join(root, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e := startEmulator(t, emulator.Config{})
+	w := newWorkDir(t)
+	t.Setenv("AMPLITUDE_API_KEY", e2eKey)
+	res := runMain(t, append(w.runArgs(e), root)...)
+	if res.code != ExitFailed {
+		t.Fatalf("exit %d, want %d\n%s", res.code, ExitFailed, res)
+	}
+	rep := readReport(t, w.report)
+	if rep.EventsAccepted != 30 || rep.ObjectsFailed != 3 {
+		t.Fatalf("accepted %d, objects failed %d; want 30 and 3\n%s", rep.EventsAccepted, rep.ObjectsFailed, res)
+	}
+	want := map[string]string{"fifo.jsonl": "named pipe", "dangling.jsonl": "dangling symbolic link", "loop.jsonl": "symbolic link loop"}
+	for _, o := range rep.Objects {
+		reason, ok := want[filepath.Base(o.URL)]
+		if !ok {
+			continue
+		}
+		if o.Status != "failed" || !strings.Contains(o.Error, reason) {
+			t.Errorf("report object %s: status %s, error %q; want failed with %q", o.URL, o.Status, o.Error, reason)
+		}
+		if !strings.Contains(res.stderr, reason) {
+			t.Errorf("no log line says %q:\n%s", reason, res.stderr)
+		}
+		delete(want, filepath.Base(o.URL))
+	}
+	if len(want) > 0 {
+		t.Errorf("not in the report: %v", want)
 	}
 }
