@@ -60,6 +60,12 @@ type State struct {
 	// Parked lists ids parked because they exceeded a daily quota, with the
 	// time they may be retried.
 	Parked []ParkedID `json:"parked,omitempty"`
+
+	// FellBack is set by Load (never saved) when the newest state was
+	// missing or unreadable and this is the previous one; NewestErr is why.
+	// The caller says how much will be sent again (see Store.Load).
+	FellBack  bool  `json:"-"`
+	NewestErr error `json:"-"`
 }
 
 // ParkedID is a device or user id whose events are held back until Until

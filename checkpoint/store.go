@@ -192,7 +192,8 @@ func (s *Store) Save(ctx context.Context, st *State) error {
 
 // Load reads the newest state. If it is missing (a crash between the two
 // renames of a local Save) or corrupt, the previous state is returned
-// instead and a warning is logged. It returns ErrNoCheckpoint when there is
+// instead, a warning is logged and State.FellBack is set so that the
+// caller can say what it sends again. It returns ErrNoCheckpoint when there is
 // neither, an error wrapping ErrVersion for a state written by a newer
 // backfill, and ErrCorrupt when both are unreadable.
 func (s *Store) Load(ctx context.Context) (*State, error) {
@@ -241,6 +242,9 @@ func (s *Store) load(ctx context.Context, name string) (*State, error) {
 	} else {
 		s.log.Info("newest checkpoint missing, resuming from the previous one", "key", prevKey)
 	}
+	// The caller says what the fallback costs (it knows the save
+	// interval): the previous state is at most one save older.
+	st.FellBack, st.NewestErr = true, curErr
 	return st, nil
 }
 

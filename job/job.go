@@ -270,6 +270,9 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 	if err != nil && !fresh {
 		return nil, fmt.Errorf("load checkpoint: %w", err)
 	}
+	if err == nil && state.FellBack {
+		logFallback(log, state, cfg.CheckpointEvery)
+	}
 	jobFP, jobDesc := cfg.Fingerprint()
 	if fresh {
 		state = &checkpoint.State{Started: started}
@@ -393,6 +396,14 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 	}, stats)
 	if cause := context.Cause(runCtx); errors.Is(cause, checkpoint.ErrLockLost) {
 		runErr = cause
+	} else if hard.Err() == nil {
+		// Save the final state a second time, so that the previous state
+		// (the fallback should the newest ever be unreadable) is the final
+		// one too, not a periodic save up to --checkpoint-every older: a
+		// corrupt checkpoint of a finished job then re-sends nothing.
+		if err := save(hard); err != nil {
+			log.Error("save checkpoint", "err", err)
+		}
 	}
 
 	final := *state
@@ -404,4 +415,26 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	return rep, rep.Err()
+}
+
+// logFallback says that a run resumes from the previous checkpoint because
+// the newest one was missing or unreadable, and how much that sends again:
+// the events settled after the previous state was saved, which saves every
+// interval bound to one interval of sending (a finished run saves its
+// final state twice, so then nothing). Amplitude drops those re-sends by
+// insert_id within 7 days.
+func logFallback(log *slog.Logger, st *checkpoint.State, every time.Duration) {
+	if every <= 0 {
+		every = pipeline.DefaultCheckpointEvery
+	}
+	c := st.Counters
+	msg := "resuming from the previous checkpoint: the events settled after it was saved are sent again (at most one --checkpoint-every of sending; Amplitude drops them by insert_id)"
+	args := []any{"previous_saved", st.Updated.UTC().Format(time.RFC3339), "previous_settled", c.EventsAccepted + c.EventsRejected + c.EventsFiltered,
+		"resend_bound", every.String()}
+	if st.NewestErr != nil {
+		args = append(args, "newest_error", st.NewestErr.Error())
+		log.Warn(msg, args...)
+		return
+	}
+	log.Info(msg, args...)
 }

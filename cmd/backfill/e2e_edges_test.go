@@ -168,3 +168,35 @@ func TestE2EEntriesNotRead(t *testing.T) {
 		t.Errorf("not in the report: %v", want)
 	}
 }
+
+// TestE2ECorruptNewestCheckpoint: after a finished job, a corrupt newest
+// checkpoint falls back to the previous one, which the final save made
+// equal to it: the rerun sends nothing again (it used to re-send the whole
+// job) and the log says what the fallback costs.
+func TestE2ECorruptNewestCheckpoint(t *testing.T) {
+	root := t.TempDir()
+	writeFiles(t, root, genFile("a.jsonl", "a", 1000, genOptions{}))
+	e := startEmulator(t, emulator.Config{})
+	w := newWorkDir(t)
+	t.Setenv("AMPLITUDE_API_KEY", e2eKey)
+	args := append(w.runArgs(e), root)
+	if res := runMain(t, args...); res.code != ExitOK {
+		t.Fatalf("first run: exit %d\n%s", res.code, res)
+	}
+	before := e.Stats()
+	if err := os.WriteFile(filepath.Join(w.checkpoint, "state.json"), []byte(`{"version":1,"objects":{`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := runMain(t, args...)
+	if res.code != ExitOK {
+		t.Fatalf("rerun: exit %d\n%s", res.code, res)
+	}
+	after := e.Stats()
+	if n := after.RequestsBatch + after.RequestsHTTP - before.RequestsBatch - before.RequestsHTTP; n != 0 {
+		t.Fatalf("the rerun sent %d requests, want 0 (the previous checkpoint should hold the final state)\n%s", n, res)
+	}
+	if !strings.Contains(res.stderr, "resuming from the previous checkpoint") || !strings.Contains(res.stderr, "resend_bound=5s") ||
+		!strings.Contains(res.stderr, "previous_settled=1000") {
+		t.Fatalf("the log does not say what the fallback costs:\n%s", res.stderr)
+	}
+}
