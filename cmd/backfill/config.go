@@ -56,11 +56,25 @@ func parseFlags(fs *flag.FlagSet, args []string, env *environ, stderr io.Writer)
 		fs.StringVar(&configFile, "config", "", "read flag values from this YAML/JSON `file` (flags > BACKFILL_* env > file > defaults)")
 	}
 	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, errHelp
+	// Flags may follow the sources (backfill run gs://b/x/ --preset ga4),
+	// as users write them; "--" ends the flags.
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, errHelp
+			}
+			return nil, errUsageShown
 		}
-		return nil, errUsageShown
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			positional = append(positional, rest...)
+			break
+		}
+		positional, args = append(positional, rest[0]), rest[1:]
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -129,7 +143,7 @@ func parseFlags(fs *flag.FlagSet, args []string, env *environ, stderr io.Writer)
 	if err != nil {
 		return nil, err
 	}
-	pos := fs.Args()
+	pos := positional
 	if len(pos) == 0 {
 		pos = sources
 	}

@@ -200,3 +200,20 @@ func TestE2ECorruptNewestCheckpoint(t *testing.T) {
 		t.Fatalf("the log does not say what the fallback costs:\n%s", res.stderr)
 	}
 }
+
+// TestE2EFlagsAfterSources: flags may follow the sources, as the README's
+// `backfill run gs://bucket/ga4-export/ --preset ga4` writes them (they
+// used to be taken for sources); "--" still ends the flags.
+func TestE2EFlagsAfterSources(t *testing.T) {
+	root := t.TempDir()
+	writeFiles(t, root, genFile("a.jsonl", "a", 20, genOptions{}))
+	t.Setenv("AMPLITUDE_API_KEY", "")
+	res := runMain(t, "plan", root, "--eps", "111")
+	if res.code != ExitOK || !strings.Contains(res.stdout, "at 111 events/s per id") {
+		t.Fatalf("plan SOURCE --eps 111: want exit 0 at 111 events/s\n%s", res)
+	}
+	res = runMain(t, "plan", "--", root, "--eps")
+	if res.code == ExitOK || !strings.Contains(res.stderr, "--eps") {
+		t.Fatalf("after --, --eps must be a source\n%s", res)
+	}
+}
