@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/backfillhq/backfill"
 	"github.com/backfillhq/backfill/checkpoint"
@@ -65,16 +66,9 @@ Quick start:
 func main() {
 	hard, cancelHard := context.WithCancel(context.Background())
 	soft, cancelSoft := context.WithCancel(hard)
-	sigs := make(chan os.Signal, 2)
+	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-sigs
-		fmt.Fprintln(os.Stderr, "\nstopping: finishing requests in flight and saving the checkpoint (press Ctrl-C again to abort)")
-		cancelSoft()
-		<-sigs
-		fmt.Fprintln(os.Stderr, "aborting")
-		cancelHard()
-	}()
+	go signalPolicy(sigs, time.Now, cancelSoft, cancelHard, os.Stderr)
 	code := Main(hard, soft, os.Args[1:], os.Stdout, os.Stderr)
 	cancelSoft()
 	cancelHard()
