@@ -73,7 +73,10 @@ func (r *run) sendBatch(ctx context.Context, route backfill.Route, l *chunker.La
 		return werr
 	}
 	if err != nil {
-		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		// Only the run's own end is a quiet stop: a client timeout also
+		// unwraps to context.DeadlineExceeded, and retries exhausted on
+		// timeouts (a server that never answers) must fail the run.
+		if ctx.Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 			return nil
 		}
 		return err

@@ -1,14 +1,21 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/backfillhq/backfill/emulator"
 	"github.com/backfillhq/backfill/internal/testutil"
+	"github.com/backfillhq/backfill/job"
+	"github.com/backfillhq/backfill/uploader"
 )
 
 // TestE2EPasswordsInURLs: a password in the endpoint's userinfo, or inside
@@ -215,5 +222,55 @@ func TestE2EFlagsAfterSources(t *testing.T) {
 	res = runMain(t, "plan", "--", root, "--eps")
 	if res.code == ExitOK || !strings.Contains(res.stderr, "--eps") {
 		t.Fatalf("after --, --eps must be a source\n%s", res)
+	}
+}
+
+// TestE2EServerNeverAnswers: when every attempt fails without an answer,
+// the run ends with exit 1 and says the retries were exhausted, with the
+// checkpoint saved; it does not claim ids are parked (exit 4).
+func TestE2EServerNeverAnswers(t *testing.T) {
+	root := t.TempDir()
+	writeFiles(t, root, genFile("a.jsonl", "a", 30, genOptions{}))
+	e := startEmulator(t, emulator.Config{Faults: emulator.Faults{DropRate: 1}})
+	w := newWorkDir(t)
+	t.Setenv("AMPLITUDE_API_KEY", e2eKey)
+	res := runMain(t, append(w.runArgs(e, "--max-attempts", "2"), root)...)
+	if res.code != ExitFailed {
+		t.Fatalf("exit %d, want %d\n%s", res.code, ExitFailed, res)
+	}
+	if !strings.Contains(res.stderr, "retries exhausted") || strings.Contains(res.stdout+res.stderr, "parked") {
+		t.Fatalf("the message does not say retries were exhausted (or says parked):\n%s", res)
+	}
+	if rep := readReport(t, w.report); rep.Status != "failed" {
+		t.Fatalf("report status %q, want failed", rep.Status)
+	}
+}
+
+// TestE2EServerTimesOut: a server that accepts connections and never
+// answers makes every attempt time out. The run fails with retries
+// exhausted (exit 1), not "incomplete: parked" (exit 4): a client timeout
+// unwraps to context.DeadlineExceeded and was taken for the run's end.
+func TestE2EServerTimesOut(t *testing.T) {
+	root := t.TempDir()
+	writeFiles(t, root, genFile("a.jsonl", "a", 30, genOptions{}))
+	e := startEmulator(t, emulator.Config{Faults: emulator.Faults{Latency: time.Second}})
+	w := newWorkDir(t)
+	cfg := job.Config{
+		Sources: []string{root}, Endpoint: e.URL, APIKey: e2eKey, MaxAttempts: 2,
+		HTTPClient: &http.Client{Timeout: 100 * time.Millisecond},
+		Checkpoint: w.checkpoint, DeadLetter: w.deadLetter, ReportFile: w.report, Linger: 20 * time.Millisecond,
+		Logger: slog.New(slog.DiscardHandler),
+	}
+	ctx := context.Background()
+	rep, err := job.Run(ctx, ctx, cfg)
+	if rep == nil {
+		t.Fatalf("no report: %v", err)
+	}
+	if rep.Status != job.StatusFailed || !errors.Is(err, uploader.ErrRetriesExhausted) {
+		t.Fatalf("status %s, err %v; want failed with retries exhausted", rep.Status, err)
+	}
+	var stderr strings.Builder
+	if code := exitCode(err, &stderr, e2eKey); code != ExitFailed || !strings.Contains(stderr.String(), "retries exhausted") {
+		t.Fatalf("exit %d, message %q; want %d saying retries exhausted", code, stderr.String(), ExitFailed)
 	}
 }
