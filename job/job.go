@@ -30,6 +30,7 @@ import (
 	"github.com/backfillhq/backfill/amplitude"
 	"github.com/backfillhq/backfill/checkpoint"
 	"github.com/backfillhq/backfill/deadletter"
+	"github.com/backfillhq/backfill/internal/redact"
 	"github.com/backfillhq/backfill/pipeline"
 	"github.com/backfillhq/backfill/reader"
 	"github.com/backfillhq/backfill/uploader"
@@ -231,7 +232,16 @@ func (c *Config) Fingerprint() (string, map[string]string) {
 	for _, k := range keys {
 		parts = append(parts, k+"="+desc[k])
 	}
-	return checkpoint.Fingerprint(parts...), desc
+	fp := checkpoint.Fingerprint(parts...)
+	// The description is stored in the checkpoint and shown in mismatch
+	// errors: no URL password or credential parameter goes there (the
+	// fingerprint above is a hash and stays as it was).
+	srcs := make([]string, len(c.Sources))
+	for i, s := range c.Sources {
+		srcs[i] = redact.URL(s)
+	}
+	desc["sources"] = strings.Join(srcs, " ")
+	return fp, desc
 }
 
 // Run executes the job. soft stops reading (first Ctrl-C), hard aborts.

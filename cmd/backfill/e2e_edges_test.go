@@ -64,6 +64,23 @@ func TestE2EPasswordsInURLs(t *testing.T) {
 		}
 		grepSecret(t, w.dir, pw)
 	})
+	t.Run("SourceQueryInCheckpoint", func(t *testing.T) {
+		testutil.IsolateAWS(t)
+		s3 := testutil.StartS3(t, "bucket")
+		s3.Put(t, "bucket", "prefix/a.jsonl", []byte(`{"event_type":"e","device_id":"device-00001","time":1704067200000}`+"\n"))
+		e := startEmulator(t, emulator.Config{})
+		w := newWorkDir(t)
+		// gofakes3 ignores the basic credentials of the endpoint.
+		src := strings.Replace(s3.RawURL("bucket", "prefix/"), "endpoint=http://", "endpoint=http://user:"+pw+"@", 1)
+		res := runMain(t, append(w.runArgs(e), src)...)
+		if res.code != ExitOK {
+			t.Fatalf("exit %d\n%s", res.code, res)
+		}
+		if strings.Contains(res.stdout+res.stderr, pw) {
+			t.Fatalf("output shows the secret:\n%s", res)
+		}
+		grepSecret(t, w.dir, pw) // the checkpoint's job description, the report
+	})
 }
 
 // grepSecret fails when a file under dir contains s.

@@ -98,7 +98,7 @@ var (
 func extract(t *testing.T, readme string) []example {
 	t.Helper()
 	var out []example
-	block, inBlock, sh := -1, false, false
+	block, inBlock, sh, cont := -1, false, false, ""
 	lines := strings.Split(readme, "\n")
 	for i, line := range lines {
 		trim := strings.TrimSpace(line)
@@ -121,7 +121,16 @@ func extract(t *testing.T, readme string) []example {
 			if cmd == "" {
 				continue
 			}
-			out = append(out, example{text: cmd, line: i + 1, block: block})
+			if cont != "" { // the previous line ended with a backslash
+				cmd, cont = cont+" "+cmd, ""
+				out[len(out)-1].text = cmd
+			} else {
+				out = append(out, example{text: cmd, line: i + 1, block: block})
+			}
+			if strings.HasSuffix(cmd, "\\") {
+				cont = strings.TrimSpace(strings.TrimSuffix(cmd, "\\"))
+				out[len(out)-1].text = cont
+			}
 			continue
 		}
 		for _, m := range inlineCode.FindAllStringSubmatch(line, -1) {
@@ -190,12 +199,29 @@ type substitution struct{ from, why string }
 
 var substitutions = []substitution{
 	{"http://127.0.0.1:PORT", "the emulator's printed URL"},
-	{"https://minio.local:9000", "an S3-compatible endpoint: the in-process S3 (the issue-19 suite runs MinIO itself)"},
+	{"https://minio.local:9000", "an S3-compatible endpoint: the in-process S3"},
 	{"127.0.0.1:10000", "Azurite's address: the in-process Azure fake"},
 	{"127.0.0.1:8080", "a fixed port other tests may hold: a free one"},
 	{"file:///data/", "an absolute example path: the working directory's data/"},
 	{"/tmp/rehearsal", "an absolute example path: under the working directory"},
 }
+
+// optionalSubstitutions and optionalSkipRules are for the "Local storage
+// servers" lines (MinIO, fake-gcs-server, Azurite as processes): the
+// in-process fakes stand in at their addresses, and internal/storagee2e
+// runs the real programs. They may match nothing (on a branch without
+// those lines).
+var optionalSubstitutions = []substitution{
+	{"http://127.0.0.1:9000", "MinIO's address: the in-process S3"},
+	{"127.0.0.1:4443", "fake-gcs-server's address: the in-process GCS"},
+}
+
+var optionalSkipRules = []skipRule{{
+	func(s string) bool {
+		return strings.Contains(s, "minio server ") || strings.HasPrefix(s, "fake-gcs-server ") || strings.HasPrefix(s, "azurite")
+	},
+	"starts a real storage server: the in-process fake stands in at its address here (internal/storagee2e runs the real one)",
+}}
 
 // world is what the README assumes exists: data where its examples point,
 // an Amplitude (the emulator), buckets named bucket and b, a GCS bucket and
@@ -290,7 +316,7 @@ func newWorld(t *testing.T, mentions string) *world {
 		t.Fatal(err)
 	}
 
-	w.s3 = testutil.StartS3(t, "bucket", "b")
+	w.s3 = testutil.StartS3(t, "bucket", "b", "events")
 	for k, v := range map[string][]byte{
 		"events/2024-01.jsonl":             ev,
 		"events/dt=2024-01/part-0.parquet": parquet(t),
@@ -304,12 +330,16 @@ func newWorld(t *testing.T, mentions string) *world {
 		w.s3.Put(t, "bucket", k, v)
 	}
 	w.s3.Put(t, "b", "events/dt=2024-01/part-0.parquet", parquet(t))
+	// The bucket of the "Local storage servers" lines.
+	w.s3.Put(t, "events", "events/a.jsonl", ev)
+	w.s3.Put(t, "events", "events/dt=2024-01/part-0.parquet", parquet(t))
 
 	gcs, err := fakestorage.NewServerWithOptions(fakestorage.Options{
 		Scheme: "http", Host: "127.0.0.1", PublicHost: "127.0.0.1",
 		InitialObjects: []fakestorage.Object{
 			{ObjectAttrs: fakestorage.ObjectAttrs{BucketName: "bucket", Name: "ga4-export/events.jsonl"}, Content: preset(t, "ga4")},
 			{ObjectAttrs: fakestorage.ObjectAttrs{BucketName: "bucket", Name: "export/events.jsonl"}, Content: ev},
+			{ObjectAttrs: fakestorage.ObjectAttrs{BucketName: "events", Name: "events/a.jsonl"}, Content: ev},
 		},
 	})
 	if err != nil {
@@ -319,7 +349,7 @@ func newWorld(t *testing.T, mentions string) *world {
 	u, _ := url.Parse(gcs.URL())
 	w.gcsHost = u.Host
 
-	w.az = azfake.New(map[string]map[string][]byte{"container": {"events/a.jsonl": ev, "prefix/a.jsonl": ev}})
+	w.az = azfake.New(map[string]map[string][]byte{"container": {"events/a.jsonl": ev, "prefix/a.jsonl": ev}, "events": {"events/a.jsonl": ev}})
 	t.Cleanup(w.az.Close)
 
 	for _, kv := range os.Environ() {
@@ -375,6 +405,8 @@ func (w *world) rewrite(cmd string) string {
 		"127.0.0.1:8080", "127.0.0.1:0",
 		"file:///data/", "file://"+w.dir+"/data/",
 		"/tmp/rehearsal", w.dir+"/tmp/rehearsal",
+		"http://127.0.0.1:9000", w.s3.Endpoint,
+		"127.0.0.1:4443", w.gcsHost,
 	)
 	return r.Replace(cmd)
 }
@@ -425,6 +457,14 @@ func (w *world) run(t *testing.T, ex example) {
 	}
 	if i := strings.Index(cmd, "--checkpoint "); i >= 0 {
 		w.ran[strings.Fields(cmd[i:])[1]] = true
+	}
+	if rest, ok := strings.CutPrefix(cmd, "export "); ok {
+		// What the shell keeps for the block's later lines.
+		for _, kv := range strings.Fields(rest) {
+			if k, _, ok := strings.Cut(kv, "="); ok && !strings.Contains(kv, "...") {
+				w.env = append(slices.DeleteFunc(w.env, func(e string) bool { return strings.HasPrefix(e, k+"=") }), kv)
+			}
+		}
 	}
 	if m := cronLine.FindStringSubmatch(cmd); m != nil {
 		cmd = m[1] // what cron runs at the scheduled time
@@ -541,7 +581,11 @@ func exitCode(err error) int {
 
 // TestReadmeExamples runs every example of README.md as written.
 func TestReadmeExamples(t *testing.T) {
-	data, err := os.ReadFile(readmePath)
+	path := readmePath
+	if p := os.Getenv("BACKFILL_TEST_README"); p != "" {
+		path = p // to try another branch's README
+	}
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -556,7 +600,8 @@ func TestReadmeExamples(t *testing.T) {
 		t.Fatalf("only %d examples extracted: the extraction is broken", len(exs))
 	}
 	buildBinary(t)
-	used := make([]bool, len(skipRules))
+	rules := append(slices.Clone(skipRules), optionalSkipRules...)
+	used := make([]bool, len(rules))
 	// A block whose lines depend on each other (one starts a process in
 	// the background with '&', or inspects a checkpoint with status or
 	// report, or runs the shards of one job) runs in one world, in order;
@@ -577,7 +622,7 @@ func TestReadmeExamples(t *testing.T) {
 	var groups []group
 	for _, ex := range exs {
 		skipped := false
-		for i, r := range skipRules {
+		for i, r := range rules {
 			if r.match(ex.text) {
 				t.Logf("README line %d: skipped: %s: %s", ex.line, ex.text, r.reason)
 				used[i], skipped = true, true
@@ -597,8 +642,8 @@ func TestReadmeExamples(t *testing.T) {
 		}
 		groups = append(groups, group{name: fmt.Sprintf("line%d", ex.line), exs: []example{ex}})
 	}
-	for i, r := range skipRules {
-		if !used[i] {
+	for i, r := range rules {
+		if !used[i] && i < len(skipRules) {
 			t.Errorf("skip rule %q matches no example any more: remove it", r.reason)
 		}
 	}
