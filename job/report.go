@@ -242,7 +242,11 @@ func buildReport(cfg *Config, st *checkpoint.State, objs []pipeline.ObjectStat, 
 	case r.ObjectsFailed > 0:
 		r.Status, r.err = StatusFailed, fmt.Errorf("%w: %d of %d objects could not be read (see the report); rerun to retry them", ErrObjects, r.ObjectsFailed, r.ObjectsTotal)
 	case r.EventsRead != r.EventsAccepted+r.EventsRejected:
-		r.Status, r.err = StatusIncomplete, fmt.Errorf("events_read %d != events_accepted %d + events_rejected %d", r.EventsRead, r.EventsAccepted, r.EventsRejected)
+		// Not parked (that is runErr's ErrParked) and not interrupted:
+		// records read but neither accepted nor dead-lettered are a
+		// failure to report as such, not "incomplete, run again later".
+		r.Status, r.err = StatusFailed, fmt.Errorf("%d events were read but not settled (events_read %d != events_accepted %d + events_rejected %d); the checkpoint is saved and a rerun sends them",
+			r.EventsRead-r.EventsAccepted-r.EventsRejected, r.EventsRead, r.EventsAccepted, r.EventsRejected)
 	case r.EventsRejected > 0:
 		r.Status, r.err = StatusRejected, ErrRejected
 	default:

@@ -337,10 +337,15 @@ func execute(hard, soft context.Context, cfg job.Config, f *jobFlags, env *envir
 		}
 		return job.ErrRejected
 	case job.StatusInterrupted:
-		fmt.Fprintln(stderr, "interrupted: the checkpoint is saved; run the same command again to resume")
+		if hard.Err() != nil {
+			fmt.Fprintln(stderr, "aborted: the requests in flight were cancelled and the checkpoint is saved; run the same command again to resume (the cancelled events are sent again, and Amplitude drops duplicates by insert_id)")
+		} else {
+			fmt.Fprintln(stderr, "interrupted: the requests in flight finished and the checkpoint is saved; run the same command again to resume")
+		}
 		return shown{rep.Status}
 	case job.StatusIncomplete:
-		fmt.Fprintf(stderr, "incomplete: %s\nrun the same command again later to finish (or pass --wait-parked)\n", escape.Line(rep.Error))
+		// Only ids parked for Amplitude's daily quota end a run incomplete.
+		fmt.Fprintf(stderr, "incomplete: %s (ids over Amplitude's daily quota are parked)\nrun the same command again later to finish (or pass --wait-parked)\n", escape.Line(rep.Error))
 		return shown{rep.Status}
 	}
 	return err
