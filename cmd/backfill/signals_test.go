@@ -35,18 +35,18 @@ func TestSignalPolicy(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t0 := time.Unix(1e9, 0)
-			var now time.Time
 			ch := make(chan os.Signal)
+			times := make(chan time.Time) // each signal's time, taken by the policy's now()
 			soft, hard := 0, 0
 			done := make(chan struct{})
 			go func() {
-				signalPolicy(ch, func() time.Time { return now }, func() { soft++ }, func() { hard++ }, io.Discard)
+				signalPolicy(ch, func() time.Time { return <-times }, func() { soft++ }, func() { hard++ }, io.Discard)
 				close(done)
 			}()
 			for _, s := range tt.sigs {
-				now = t0.Add(s.at)
 				select {
 				case ch <- s.s:
+					times <- t0.Add(s.at)
 				case <-done:
 				}
 			}
