@@ -72,7 +72,11 @@ func New(containers map[string]map[string][]byte) *Server {
 		}
 	}
 	s.ts = httptest.NewServer(s)
+	// Under the lock the handler takes: a request from another process
+	// can reach the handler with no Go-visible order to this write.
+	s.mu.Lock()
 	s.URL = s.ts.URL
+	s.mu.Unlock()
 	return s
 }
 
