@@ -11,15 +11,9 @@ import (
 	"github.com/klauspost/compress/gzip"
 )
 
-// Amplitude's per-request limits, from package amplitude (their owner).
-const (
-	// MaxEvents is the most events one request may carry, on both routes.
-	MaxEvents = amplitude.MaxEvents
-	// MaxBatchBytes is the body size limit of /batch (20 MB).
-	MaxBatchBytes = amplitude.MaxBatchBytes
-	// MaxHTTPBytes is the body size limit of /2/httpapi (1 MB).
-	MaxHTTPBytes = amplitude.MaxHTTPBytes
-)
+// MaxEvents is the most events one request may carry, on both routes
+// (amplitude.MaxEvents; package amplitude owns the limits).
+const MaxEvents = amplitude.MaxEvents
 
 // encoder holds the constant parts of a request body:
 //

@@ -2,6 +2,13 @@ package uploader
 
 import (
 	"github.com/backfillhq/backfill"
+	"github.com/backfillhq/backfill/amplitude"
+)
+
+// Limits the tests name here; production code reads them from amplitude.
+const (
+	MaxHTTPBytes = amplitude.MaxHTTPBytes
+	EUEndpoint   = amplitude.EUEndpoint
 )
 
 // Overhead returns the bytes a request body adds around its events for the

@@ -18,8 +18,6 @@ import (
 const (
 	// DefaultEndpoint is Amplitude's US base URL.
 	DefaultEndpoint = amplitude.USEndpoint
-	// EUEndpoint is the base URL for EU data-residency projects (EU keys).
-	EUEndpoint = amplitude.EUEndpoint
 	// DefaultMaxAttempts is how many times one request body is sent before
 	// Send gives up with ErrRetriesExhausted; 12 matches the official SDKs.
 	DefaultMaxAttempts = 12
@@ -66,7 +64,7 @@ const (
 // means "use the default".
 type Options struct {
 	// Endpoint is the base URL, without path: DefaultEndpoint when empty,
-	// EUEndpoint for EU projects, or an emulator's URL.
+	// amplitude.EUEndpoint for EU projects, or an emulator's URL.
 	Endpoint string
 	// APIKey is the project API key (required). It is sent in the body only
 	// and never logged or returned in an error.
