@@ -165,6 +165,9 @@ func (s *Server) admit(route backfill.Route, f forced, threshold, size int, apiK
 	nowMs := now.UnixMilli()
 	winSlot, daySlot := slots(now)
 	s.sweepLocked(winSlot, daySlot)
+	if rep, ok := s.projectLocked(apiKey, len(events), now); !ok {
+		return rep
+	}
 
 	limit := int64(threshold) * int64(ThrottleWindow/time.Second)
 	quota := int64(s.l.dailyQuota)

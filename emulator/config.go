@@ -57,6 +57,12 @@ type Config struct {
 	// DailyQuota is the per-id event count allowed in a rolling 24 h.
 	// 0 means DefaultDailyQuota; Unlimited (or any negative) disables it.
 	DailyQuota int
+	// ProjectEPS and ProjectRPS, when > 0, limit each API key (a project)
+	// to that many events and requests over any ProjectWindow, on both
+	// endpoints together; a request over either gets a 429 that names no
+	// device or user. 0 (the default) means no project-wide limit:
+	// Amplitude's depends on the plan.
+	ProjectEPS, ProjectRPS int
 	// APIKeys lists the accepted keys. When empty, any non-empty key is
 	// accepted.
 	APIKeys []string
@@ -131,6 +137,8 @@ type Faults struct {
 type limits struct {
 	batchEPS, httpEPS   int // 0 = off
 	dailyQuota          int // 0 = off
+	projectEPS          int // 0 = off
+	projectRPS          int // 0 = off
 	maxBatch, maxHTTP   int // 0 = off
 	serverErrs          []int
 	apiKeys             map[string]struct{}
@@ -160,6 +168,8 @@ func (c Config) resolve() (limits, error) {
 		batchEPS:   resolve(DefaultBatchEPS, c.BatchEPS),
 		httpEPS:    resolve(DefaultHTTPEPS, c.HTTPEPS),
 		dailyQuota: resolve(DefaultDailyQuota, c.DailyQuota),
+		projectEPS: max(c.ProjectEPS, 0),
+		projectRPS: max(c.ProjectRPS, 0),
 		maxBatch:   resolve(DefaultMaxBatchBytes, c.MaxBatchBytes),
 		maxHTTP:    resolve(DefaultMaxHTTPBytes, c.MaxHTTPBytes),
 		now:        c.Now,

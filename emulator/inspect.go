@@ -79,6 +79,14 @@ type Stats struct {
 	IngestedThenFailed int64 `json:"ingested_then_failed"`
 	// MaxWindowEPS is MaxWindowEPS at the time of the snapshot.
 	MaxWindowEPS float64 `json:"max_window_eps"`
+	// ProjectThrottled counts the 429s of the project-wide limits
+	// (Config.ProjectEPS, ProjectRPS; also in Responses[429]).
+	ProjectThrottled int64 `json:"responses_429_project"`
+	// MaxProjectEPS and MaxProjectRPS are the most events and requests one
+	// API key sent in any ProjectWindow (1 s), counting every request that
+	// got past body validation, refused or not.
+	MaxProjectEPS int64 `json:"max_project_eps"`
+	MaxProjectRPS int64 `json:"max_project_rps"`
 	// TrackedIDs and DedupeEntries show memory use.
 	TrackedIDs    int `json:"tracked_ids"`
 	DedupeEntries int `json:"dedupe_entries"`
@@ -94,6 +102,7 @@ func (s *Server) Stats() Stats {
 		st.Responses[k] = v
 	}
 	st.MaxWindowEPS = float64(s.maxPeakLocked()) / ThrottleWindow.Seconds()
+	st.MaxProjectEPS, st.MaxProjectRPS = s.proj.maxEPS, s.proj.maxRPS
 	st.TrackedIDs = len(s.ids)
 	st.DedupeEntries = s.dd.len()
 	return st

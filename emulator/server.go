@@ -44,6 +44,7 @@ type Server struct {
 	stats     Stats
 	forced    []forced
 	peakGone  int64 // highest peak among forgotten ids
+	proj      project
 	lastSweep int64 // window slot of the last idle-id sweep
 	recErr    bool  // a Record write failed (logged once)
 }
@@ -73,6 +74,7 @@ func (s *Server) resetLocked() {
 	s.forced = nil
 	s.peakGone = 0
 	s.lastSweep = 0
+	s.proj = newProject()
 }
 
 // Reset forgets every event, counter, window, dedupe entry and queued

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -25,12 +26,19 @@ type Analysis struct {
 	HotUsers []hotids.IDCount
 	Failed   []Sample // objects that could not be read
 	ByRoute  map[backfill.Route]int64
-	// LowerBound is the least time Amplitude's per-id limits allow: the
-	// hottest id can send EPS·30 events per 30 s window, so N events need
-	// (⌈N/(EPS·30)⌉−1)·30 s at least.
+	// LowerBound is the least time Amplitude's limits allow: the larger of
+	// IDBound and the /batch share of CeilingBound, plus the /2/httpapi
+	// share of CeilingBound (the tail is sent after /batch).
 	LowerBound time.Duration
-	HottestID  string
-	EPS        int
+	// IDBound is the per-id part: the hottest id can send EPS·30 events per
+	// 30 s window, so N events need (⌈N/(EPS·30)⌉−1)·30 s at least.
+	IDBound   time.Duration
+	HottestID string
+	EPS       int
+	// CeilingBound is the project ceiling's part: every event at MaxEPS
+	// and every request at MaxRPS (this shard's share; see CeilingBound).
+	CeilingBound   time.Duration
+	MaxEPS, MaxRPS float64
 }
 
 // Sample is one problem with its location.
@@ -116,7 +124,11 @@ func Analyze(ctx context.Context, cfg Config) (*Analysis, error) {
 			hottest, a.HottestID = top[0].Count, top[0].ID
 		}
 	}
-	a.LowerBound = LowerBound(hottest, a.EPS)
+	a.IDBound = LowerBound(hottest, a.EPS)
+	a.MaxEPS, a.MaxRPS = shareOf(cfg.MaxEPS, st.shards), shareOf(cfg.MaxRPS, st.shards)
+	batchBound := CeilingBound(a.ByRoute[backfill.RouteBatch], a.MaxEPS, a.MaxRPS, cfg.batchSize())
+	a.CeilingBound = cfg.ceilingBound(a.ByRoute, st.shards)
+	a.LowerBound = max(a.IDBound, batchBound) + a.CeilingBound - batchBound
 	return a, nil
 }
 
@@ -149,8 +161,15 @@ func (a *Analysis) WriteText(w io.Writer, validate bool) {
 	}
 	fmt.Fprintf(w, "routes:    %d events via /batch, %d via /2/httpapi\n", a.ByRoute[backfill.RouteBatch], a.ByRoute[backfill.RouteHTTP])
 	fmt.Fprintf(w, "lower bound on the finishing time: %s", a.LowerBound)
+	var why []string
 	if a.HottestID != "" {
-		fmt.Fprintf(w, " (the hottest id, %s, at %d events/s per id over 30 s windows)", escape.Line(a.HottestID), a.EPS)
+		why = append(why, fmt.Sprintf("the hottest id, %s, at %d events/s per id over 30 s windows: %s", escape.Line(a.HottestID), a.EPS, a.IDBound))
+	}
+	if a.MaxEPS > 0 || a.MaxRPS > 0 {
+		why = append(why, fmt.Sprintf("the project ceiling of %s and %s: %s", rateText(a.MaxEPS, "events/s"), rateText(a.MaxRPS, "requests/s"), a.CeilingBound))
+	}
+	if len(why) > 0 {
+		fmt.Fprintf(w, " (%s)", strings.Join(why, "; "))
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "expected time: about the lower bound when the hottest id dominates; otherwise reading and upload speed decide (see BENCHMARKS.md)")

@@ -98,6 +98,10 @@ type Config struct {
 	Linger      time.Duration
 	MapWorkers  int
 	WaitParked  bool
+	// MaxEPS and MaxRPS are the project-wide ceilings of the whole job
+	// (events/s and requests/s on each route, shared by all lanes; a shard
+	// takes 1/COUNT); 0 means none until Amplitude pushes back.
+	MaxEPS, MaxRPS float64
 
 	// State and output.
 	Checkpoint      string
@@ -124,6 +128,9 @@ type Config struct {
 	// OnStart is called once the total input size is known (for progress
 	// bars); it may be nil.
 	OnStart func(objects int, bytes int64)
+	// OnCeilings, when set, receives the run's project ceilings before
+	// anything is sent (for progress displays).
+	OnCeilings func(Ceilings)
 }
 
 // Validate checks the configuration and fills defaults.
@@ -171,6 +178,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BatchSize > amplitude.MaxEvents {
 		return fmt.Errorf("%w: --batch-size %d is above Amplitude's limit of %d events per request", ErrUsage, c.BatchSize, amplitude.MaxEvents)
+	}
+	if c.MaxEPS < 0 || c.MaxRPS < 0 || c.MaxEPS != c.MaxEPS || c.MaxRPS != c.MaxRPS {
+		return fmt.Errorf("%w: --max-eps and --max-rps must be positive (or 0 for none)", ErrUsage)
 	}
 	if c.LockTTL < 0 || c.LockWait < 0 {
 		return fmt.Errorf("%w: --lock-ttl and --lock-wait must not be negative", ErrUsage)
@@ -317,6 +327,13 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 	}
 	defer dl.Close()
 
+	ceilings, err := newCeilings(&cfg, shardCount)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.OnCeilings != nil {
+		cfg.OnCeilings(ceilings)
+	}
 	client, err := uploader.New(uploader.Options{
 		Endpoint:      cfg.Endpoint,
 		APIKey:        cfg.APIKey,
@@ -326,6 +343,7 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 		MaxAttempts:   cfg.MaxAttempts,
 		ThrottlePause: cfg.ThrottlePause,
 		Logger:        log,
+		Ceilings:      ceilings,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
@@ -419,6 +437,7 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 	final := *state
 	tracker.Fill(&final, nil)
 	rep := buildReport(&cfg, &final, objs, stats, plan, started, runErr)
+	rep.addCeilings(&cfg, ceilings, shardCount)
 	if cfg.ReportFile != "" {
 		if err := rep.WriteFile(cfg.ReportFile); err != nil {
 			log.Error("write report", "file", cfg.ReportFile, "err", err)

@@ -56,13 +56,22 @@ type Report struct {
 	// LowerBoundSeconds is the least time Amplitude's per-id limits allow
 	// for this run's /batch events: the hottest id's events at --eps over
 	// 30 s windows (see `backfill plan`).
-	LowerBoundSeconds float64   `json:"lower_bound_seconds"`
-	HottestID         string    `json:"hottest_id,omitempty"`
-	HottestEvents     int64     `json:"hottest_events,omitempty"`
-	JobSeconds        float64   `json:"job_seconds"` // since the job's first run
-	Runs              int       `json:"runs"`
-	StartedAt         time.Time `json:"started_at"`
-	FinishedAt        time.Time `json:"finished_at"`
+	LowerBoundSeconds float64 `json:"lower_bound_seconds"`
+	HottestID         string  `json:"hottest_id,omitempty"`
+	HottestEvents     int64   `json:"hottest_events,omitempty"`
+	// AchievedEPS and AchievedRPS are this run's accepted events and its
+	// requests per second of its duration.
+	AchievedEPS float64 `json:"achieved_eps"`
+	AchievedRPS float64 `json:"achieved_rps"`
+	// HeldBackSeconds is how long this run's project ceilings held requests
+	// back (see Ceilings).
+	HeldBackSeconds float64 `json:"held_back_seconds"`
+	// Ceilings are this run's project-wide ceilings, by route.
+	Ceilings   map[string]CeilingReport `json:"ceilings,omitempty"`
+	JobSeconds float64                  `json:"job_seconds"` // since the job's first run
+	Runs       int                      `json:"runs"`
+	StartedAt  time.Time                `json:"started_at"`
+	FinishedAt time.Time                `json:"finished_at"`
 
 	ObjectsTotal   int `json:"objects_total"`
 	ObjectsDone    int `json:"objects_done"`
@@ -119,6 +128,9 @@ type RunReport struct {
 	Requests       int64 `json:"requests"`
 	Responses429   int64 `json:"responses_429"`
 	Retries        int64 `json:"retries"`
+	// ProjectPushbacks counts project-level pushback: 429s naming none of
+	// the request's ids, 503s, 504s and timeouts.
+	ProjectPushbacks int64 `json:"project_pushbacks"`
 }
 
 // Err returns the error the report stands for: nil, ErrRejected,
@@ -291,6 +303,7 @@ func (r *Report) WriteSummary(w io.Writer) {
 		fmt.Fprintf(w, "  pace     lower bound %s (hottest id %s: %d events), actual %s\n",
 			time.Duration(r.LowerBoundSeconds*float64(time.Second)), escape.Line(r.HottestID), r.HottestEvents, time.Duration(r.DurationSeconds*float64(time.Second)).Round(time.Millisecond))
 	}
+	r.writeCeilings(w)
 	fmt.Fprintf(w, "  objects  %d total, %d done, %d skipped (done earlier), %d failed\n", r.ObjectsTotal, r.ObjectsDone, r.ObjectsSkipped, r.ObjectsFailed)
 	if r.Runs > 1 {
 		fmt.Fprintf(w, "  job      %d runs; this run read %d, accepted %d, rejected %d\n", r.Runs, r.Run.EventsRead, r.Run.EventsAccepted, r.Run.EventsRejected)

@@ -50,6 +50,7 @@ const (
 	kindSplit                // 413: halve, or reject a single event
 	kindThrottle             // 429 naming events: throttle/park those, resend the rest
 	kindRetry                // resend the same bytes after a backoff
+	kindResplit              // resend the events in smaller requests (a lowered project ceiling)
 	kindFatal                // stop: ErrFatal
 )
 
@@ -61,6 +62,10 @@ type verdict struct {
 	rejected  map[int]string // pos → reason (kindPartial)
 	throttled []int          // pos (kindThrottle)
 	parked    []int          // pos (kindThrottle)
+
+	// project marks a 429 naming none of the request's ids (kindRetry):
+	// a project-wide limit. timeout marks a transport timeout.
+	project, timeout bool
 
 	pauseDevices, pauseUsers []string // kindThrottle
 	quotaDevices, quotaUsers []string // kindThrottle
@@ -187,9 +192,11 @@ func classify429(v *verdict, r response, events []backfill.Event, cur []int) {
 		}
 	}
 	if len(v.parked)+len(v.throttled) == 0 {
-		// A 429 that names none of our events (a project-wide limit, or a
-		// proxy): back off and resend, bounded by MaxAttempts.
+		// A 429 that names none of our events: a project-wide limit (or a
+		// proxy). Resend; with a ceiling, at its lowered rate (see
+		// Options.Ceilings), else with backoff, bounded by MaxAttempts.
 		v.kind = kindRetry
+		v.project = true
 		return
 	}
 	v.kind = kindThrottle

@@ -7,12 +7,14 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"sort"
 	"time"
 
 	"github.com/backfillhq/backfill"
 	"github.com/backfillhq/backfill/amplitude"
 	"github.com/backfillhq/backfill/internal/redact"
+	"github.com/backfillhq/backfill/ceiling"
 )
 
 // sendState accumulates a Result and the id sets behind it.
@@ -64,14 +66,23 @@ func (c *Client) Send(ctx context.Context, route backfill.Route, events []backfi
 		all[i] = i
 	}
 	pending := c.presplit(events, all, amplitude.MaxBytes(route))
+	lim := c.ceilings[route]
 	for len(pending) > 0 {
 		cur := pending[0]
+		if most := lim.MaxEvents(); len(cur) > most {
+			// The project ceiling allows smaller requests than the lane
+			// packed (or than it did when the lane packed them).
+			pending = append([][]int{cur[:most:most], cur[most:]}, pending[1:]...)
+			continue
+		}
 		v, err := c.exchange(ctx, route, events, cur, &st.res.Stats)
 		if err != nil {
 			return st.finish(c.pause), err
 		}
 		r := &st.res
 		switch v.kind {
+		case kindResplit:
+			// Resent from the top of the loop, cut to the lowered ceiling.
 		case kindAccept:
 			if r.Accepted == nil && len(pending) == 1 {
 				// The common case, everything accepted at once: cur is
@@ -169,20 +180,29 @@ func (c *Client) exchange(ctx context.Context, route backfill.Route, events []ba
 	if route == backfill.RouteHTTP {
 		target = c.httpURL
 	}
-	for attempt := 1; ; attempt++ {
+	lim := c.ceilings[route]
+	// attempt counts the sends of this body that failed (plus the one in
+	// progress); a project-level 429 the ceiling absorbed is not a failure.
+	for attempt, sends := 1, 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return verdict{}, err
 		}
+		ticket, err := lim.Wait(ctx, len(cur))
+		if err != nil {
+			return verdict{}, err
+		}
 		stats.Requests++
-		if attempt > 1 {
+		if sends > 0 {
 			stats.Retries++
 		}
+		sends++
 		stats.BytesSent += int64(body.Len())
 		status, respBody, err := c.do(ctx, target, body)
 		var v verdict
 		var cause error
 		if err != nil {
 			if cerr := ctx.Err(); cerr != nil {
+				lim.Done(ticket, ceiling.Other)
 				return verdict{}, cerr
 			}
 			stats.Responses[0]++
@@ -192,14 +212,18 @@ func (c *Client) exchange(ctx context.Context, route backfill.Route, events []ba
 				msg = fmt.Sprintf("status %d: read response: %s", status, msg)
 			}
 			status = 0
-			v = verdict{kind: kindRetry, message: msg}
+			v = verdict{kind: kindRetry, message: msg, timeout: isTimeout(err)}
 		} else {
 			stats.Responses[status]++
 			if status == http.StatusTooManyRequests {
 				stats.Status429++
 			}
 			v = classify(status, respBody, events, cur, c.key)
+			if v.project {
+				stats.Project429++
+			}
 		}
+		absorbed := lim.Done(ticket, outcome(status, v))
 		if v.kind != kindAccept {
 			c.logResponse(route, status, v, len(cur), attempt)
 		}
@@ -207,6 +231,15 @@ func (c *Client) exchange(ctx context.Context, route backfill.Route, events []ba
 		case kindFatal:
 			return verdict{}, &StatusError{Status: status, Message: v.message, Err: ErrFatal}
 		case kindRetry:
+			if v.project && absorbed {
+				// The ceiling was lowered: resend at it (smaller, if it
+				// now allows fewer events per request).
+				attempt--
+				if len(cur) > lim.MaxEvents() {
+					return verdict{kind: kindResplit}, nil
+				}
+				continue
+			}
 			if attempt >= c.maxAttempts {
 				return verdict{}, &StatusError{
 					Status:  status,
@@ -225,6 +258,31 @@ func (c *Client) exchange(ctx context.Context, route backfill.Route, events []ba
 			return v, nil
 		}
 	}
+}
+
+// outcome is what a response says about the project's load, for the
+// ceiling: project-level 429s, 503s, 504s, 408s and timeouts push back;
+// answers that took the request in are clean.
+func outcome(status int, v verdict) ceiling.Outcome {
+	switch {
+	case v.project || v.timeout:
+		return ceiling.Pushback
+	case status == http.StatusServiceUnavailable || status == http.StatusGatewayTimeout || status == http.StatusRequestTimeout:
+		return ceiling.Pushback
+	case v.kind == kindAccept || v.kind == kindPartial || v.kind == kindSplit || v.kind == kindThrottle:
+		return ceiling.Clean
+	}
+	return ceiling.Other
+}
+
+// isTimeout reports whether a transport error is a timeout (the client's
+// Timeout, a deadline, a net.Error that says so).
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var te interface{ Timeout() bool }
+	return errors.As(err, &te) && te.Timeout()
 }
 
 // do performs one POST and reads the response. A non-nil error with a
@@ -269,6 +327,7 @@ func (c *Client) logResponse(route backfill.Route, status int, v verdict, events
 		kindSplit:    "split",
 		kindThrottle: "pause listed, resend rest",
 		kindRetry:    "retry",
+		kindResplit:  "split to the project ceiling",
 		kindFatal:    "fatal",
 	}[v.kind]
 	if v.kind == kindSplit && events == 1 {

@@ -12,6 +12,7 @@ import (
 	"github.com/backfillhq/backfill/amplitude"
 	"github.com/backfillhq/backfill/internal/location"
 	"github.com/backfillhq/backfill/internal/redact"
+	"github.com/backfillhq/backfill/ceiling"
 )
 
 // Defaults applied by New to zero Options fields.
@@ -100,6 +101,15 @@ type Options struct {
 	Logger *slog.Logger
 	// UserAgent is the User-Agent header; DefaultUserAgent when empty.
 	UserAgent string
+	// Ceilings are the project-wide ceilings of each route (indexed by
+	// backfill.Route), shared by every caller: every request on the wire,
+	// retries included, waits for its route's ceiling first, no request
+	// carries more than its MaxEvents, and each response is reported to it.
+	// A 429 naming none of the request's ids that the ceiling absorbs (it
+	// lowered itself) is resent at the lower rate without counting against
+	// MaxAttempts. Nil means no ceiling, and such a 429 is retried with
+	// backoff like a 5xx.
+	Ceilings [2]*ceiling.Limiter
 }
 
 // Client sends events to Amplitude. It is safe for concurrent use; share one
@@ -116,6 +126,7 @@ type Client struct {
 	pause             time.Duration
 	log               *slog.Logger
 	userAgent         string
+	ceilings          [2]*ceiling.Limiter
 }
 
 // New validates opts, fills in defaults and returns a Client.
@@ -158,6 +169,7 @@ func New(opts Options) (*Client, error) {
 		pause:       opts.ThrottlePause,
 		log:         opts.Logger,
 		userAgent:   opts.UserAgent,
+		ceilings:    opts.Ceilings,
 	}
 	if c.hc == nil {
 		c.hc = defaultHTTPClient()
@@ -212,12 +224,13 @@ type Rejection struct {
 
 // Stats counts what one Send did on the wire.
 type Stats struct {
-	Requests  int         // HTTP requests attempted
-	Retries   int         // re-sends of an identical body after a retryable failure
-	Responses map[int]int // responses by HTTP status; 0 counts network errors, timeouts and truncated responses
-	Status429 int         // 429 responses (also in Responses[429])
-	Splits    int         // 413 responses that halved a request
-	BytesSent int64       // request body bytes put on the wire (compressed when Gzip)
+	Requests   int         // HTTP requests attempted
+	Retries    int         // re-sends of an identical body after a retryable failure
+	Responses  map[int]int // responses by HTTP status; 0 counts network errors, timeouts and truncated responses
+	Status429  int         // 429 responses (also in Responses[429])
+	Project429 int         // 429 responses naming none of the request's ids (also in Status429)
+	Splits     int         // 413 responses that halved a request
+	BytesSent  int64       // request body bytes put on the wire (compressed when Gzip)
 }
 
 // Result reports the fate of each event passed to Send, by index. When Send

@@ -49,6 +49,7 @@ Examples:
   backfill emulator --addr 127.0.0.1:8080 --record accepted.jsonl --api-key test-key
   backfill emulator --batch-eps 300 --daily-quota 0 --fail-after-rate 0.05 --seed 42
   backfill emulator --latency 200ms --jitter 300ms --drop-rate 0.01 --throttle-rate 0.02
+  backfill emulator --project-eps 1000 --project-rps 100     # a Starter-plan project
 
 Limits set to 0 are turned off (--batch-eps 0 means no throttling on /batch).
 
@@ -73,6 +74,8 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs.Var(&apiKeys, "api-key", "accepted API `KEY` (repeatable or comma-separated; default: any non-empty key)")
 	batchEPS := fs.Int("batch-eps", emulator.DefaultBatchEPS, "/batch per-device and per-user limit, events/s averaged over 30 s (0 = off)")
 	httpEPS := fs.Int("http-eps", emulator.DefaultHTTPEPS, "/2/httpapi per-device and per-user limit, events/s averaged over 30 s (0 = off)")
+	projectEPS := fs.Int("project-eps", 0, "project-wide limit per API key, events over any 1 s window, both endpoints together; over it a 429 names no id (0 = off)")
+	projectRPS := fs.Int("project-rps", 0, "project-wide limit per API key, requests over any 1 s window (0 = off)")
 	quota := fs.Int("daily-quota", emulator.DefaultDailyQuota, "events per device_id and per user_id in a rolling 24 h (0 = off)")
 	maxBatch := fs.Int("max-batch-bytes", emulator.DefaultMaxBatchBytes, "largest decompressed /batch body; larger gets 413 (0 = off)")
 	maxHTTP := fs.Int("max-http-bytes", emulator.DefaultMaxHTTPBytes, "largest decompressed /2/httpapi body; larger gets 413 (0 = off)")
@@ -116,6 +119,8 @@ func runEmulator(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		BatchEPS:      emuLimit(*batchEPS),
 		HTTPEPS:       emuLimit(*httpEPS),
 		DailyQuota:    emuLimit(*quota),
+		ProjectEPS:    *projectEPS,
+		ProjectRPS:    *projectRPS,
 		MaxBatchBytes: emuLimit(*maxBatch),
 		MaxHTTPBytes:  emuLimit(*maxHTTP),
 		APIKeys:       apiKeys,

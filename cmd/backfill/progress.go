@@ -14,6 +14,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"github.com/backfillhq/backfill/job"
 	"github.com/backfillhq/backfill/pipeline"
 )
 
@@ -32,6 +33,58 @@ type progress struct {
 	stop    chan struct{}
 	done    chan struct{}
 	started time.Time
+
+	ceilings job.Ceilings
+	samples  []sample // for the achieved rates: the last rateSpan of renders
+}
+
+// rateSpan is the span over which the progress display measures achieved
+// rates.
+const rateSpan = 10 * time.Second
+
+// sample is the counters at one render.
+type sample struct {
+	at                 time.Time
+	accepted, requests int64
+}
+
+// setCeilings receives the run's project ceilings.
+func (p *progress) setCeilings(c job.Ceilings) {
+	p.mu.Lock()
+	p.ceilings = c
+	p.mu.Unlock()
+}
+
+// rates returns the achieved events/s and requests/s over the last
+// rateSpan, the ceiling in force on the current route (0: none) and the
+// time held back by project ceilings so far; under mu. Events count when
+// Amplitude answers their request (the ceilings see every answer), not
+// when their lane's whole chunk is settled.
+func (p *progress) rates(route int) (eps, rps, ceil float64, held time.Duration) {
+	now := time.Now()
+	cur := sample{at: now}
+	for i, l := range p.ceilings {
+		st := l.Stats()
+		held += st.HeldBack
+		cur.accepted += st.Taken
+		cur.requests += st.Requests
+		if i == route {
+			ceil = st.EPS
+		}
+	}
+	p.samples = append(p.samples, cur)
+	for len(p.samples) > 2 && now.Sub(p.samples[1].at) >= rateSpan {
+		p.samples = p.samples[1:]
+	}
+	first := p.samples[0]
+	if len(p.samples) == 1 {
+		first = sample{at: p.started}
+	}
+	if el := now.Sub(first.at).Seconds(); el > 0 {
+		eps = float64(cur.accepted-first.accepted) / el
+		rps = float64(cur.requests-first.requests) / el
+	}
+	return eps, rps, ceil, held
 }
 
 func newProgress(mode string, quiet bool, w io.Writer, stats *pipeline.Stats, log *slog.Logger) *progress {
@@ -115,6 +168,12 @@ func (p *progress) status() string {
 		parts = append(parts, fmt.Sprintf("parked %d", n))
 	}
 	parts = append(parts, "route "+route)
+	eps, rps, ceil, held := p.rates(routeIndex(s))
+	ceilText := "none"
+	if ceil > 0 {
+		ceilText = fmt.Sprintf("%.0f ev/s", ceil)
+	}
+	parts = append(parts, fmt.Sprintf("%.0f ev/s, %.1f req/s (ceiling %s, held %s)", eps, rps, ceilText, held.Round(time.Second)))
 	return strings.Join(parts, " | ")
 }
 
@@ -144,13 +203,22 @@ func (p *progress) render(final bool) {
 		if el > 0 {
 			rate = float64(s.Accepted.Load()) / el
 		}
+		eps, rps, ceil, held := p.rates(routeIndex(s))
 		p.log.Info("progress",
 			"objects_done", s.ObjectsDone.Load(), "objects_total", p.objects,
 			"events_read", s.Read.Load(), "events_accepted", s.Accepted.Load(), "events_rejected", s.Rejected.Load(),
 			"bytes_read", s.BytesRead(), "retries", s.Retries.Load(), "responses_429", s.Responses429.Load(),
 			"parked", s.Parked.Load(), "route", map[bool]string{false: "batch", true: "httpapi"}[s.RouteHTTP.Load()],
-			"events_per_second", int64(rate), "final", final)
+			"events_per_second", int64(rate), "achieved_eps", int64(eps), "achieved_rps", rps,
+			"ceiling_eps", int64(ceil), "held_back", held.Round(time.Millisecond).String(), "final", final)
 	}
+}
+
+func routeIndex(s *pipeline.Stats) int {
+	if s.RouteHTTP.Load() {
+		return 1
+	}
+	return 0
 }
 
 // finish stops the display; ok tells whether the bar should show 100%.

@@ -46,6 +46,8 @@ type jobFlags struct {
 	eps        int
 	httpEPS    int
 	daily      int
+	maxEPS     float64
+	maxRPS     float64
 	batchSize  int
 	linger     time.Duration
 	waitParked bool
@@ -90,6 +92,8 @@ func (f *jobFlags) register(fs *flag.FlagSet, sending bool) {
 	fs.IntVar(&f.eps, "eps", chunker.DefaultEPS, "pace per device_id and user_id on /batch, in `events/s` averaged over 30 s (Amplitude's limit is 1000; its backfill guidance says 300)")
 	fs.IntVar(&f.httpEPS, "http-eps", pipeline.DefaultHTTPEPS, "pace per device_id and user_id on /2/httpapi, in `events/s` (Amplitude's limit is 30)")
 	fs.IntVar(&f.daily, "daily-budget", 0, "cap each device_id and user_id at this many `events` per rolling 24 h, below Amplitude's daily quota (500,000), parking the rest for a later run instead of meeting 429s (default: no cap)")
+	fs.Float64Var(&f.maxEPS, "max-eps", 0, "project-wide ceiling in `events/s` for the whole run, on each route, shared by all lanes (a shard takes 1/COUNT); 0 = none, though Amplitude's project-level 429s still lower the rate")
+	fs.Float64Var(&f.maxRPS, "max-rps", 0, "project-wide ceiling in `requests/s`, like --max-eps")
 	if !sending {
 		return
 	}
@@ -142,6 +146,8 @@ func (f *jobFlags) config(sources []string, env *environ, stderr io.Writer) (job
 		EPS:                    f.eps,
 		HTTPEPS:                f.httpEPS,
 		DailyBudget:            f.daily,
+		MaxEPS:                 f.maxEPS,
+		MaxRPS:                 f.maxRPS,
 		BatchSize:              f.batchSize,
 		Linger:                 f.linger,
 		WaitParked:             f.waitParked,
@@ -312,6 +318,7 @@ func execute(hard, soft context.Context, cfg job.Config, f *jobFlags, env *envir
 	prog := newProgress(f.progress, f.quiet, stderr, stats, log)
 	prog.every = f.progEvery
 	cfg.OnStart = prog.start
+	cfg.OnCeilings = prog.setCeilings
 	if f.metrics != "" {
 		stop, err := serveMetrics(f.metrics, stats, log)
 		if err != nil {
