@@ -178,9 +178,12 @@ func TestLanesShareTheCeiling(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	// 40,000 events at 1,000/s: the last 1,000 go 39 s after the first.
-	if took, want := c.Now().Sub(start), 39*time.Second; took < want-10*time.Millisecond || took > want+10*time.Millisecond {
-		t.Errorf("took %v, want %v", took, want)
+	// 40,000 events at 1,000/s: the last 1,000 go 39 s after the first,
+	// or a little later: a request another goroutine has not answered yet
+	// still counts, and the head polls for it (each poll advances the
+	// simulated clock).
+	if took, want := c.Now().Sub(start), 39*time.Second; took < want || took > want+6*time.Second {
+		t.Errorf("took %v, want %v to %v", took, want, want+6*time.Second)
 	}
 	// (The times recorded here may lag the admissions, since other
 	// goroutines advance the clock: windows are checked in the sequential
