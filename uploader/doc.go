@@ -22,7 +22,10 @@
 //     daily quota are Parked; the others are Throttled and the caller pauses
 //     the ids in Result.PauseDevices/PauseUsers for Result.PauseFor before
 //     sending them again. The remaining events are resent at once. A 429
-//     that names none of the request's events is retried with backoff.
+//     that names none of the request's events is a project-wide limit: with
+//     Options.Ceilings it lowers the route's ceiling and is resent at it
+//     without counting against MaxAttempts (until the ceiling is at its
+//     floor); without, it is retried with backoff like a 5xx.
 //   - 408, 5xx, timeouts, connection errors and truncated responses: the same
 //     bytes are resent after Options.Backoff, up to Options.MaxAttempts sends
 //     of that body. 503 is documented as "never ingested"; 500/502/504 may
@@ -35,6 +38,11 @@
 // The status is taken from the HTTP status line, never from the body's
 // "code", so a non-JSON body (from a proxy, say) is classified on the status
 // alone.
+//
+// With Options.Ceilings, every request on the wire, retries included, first
+// waits for its route's ceiling (package ceiling), is cut to the ceiling's
+// MaxEvents, and reports its outcome to it: project-level 429s, 503s, 504s,
+// 408s and timeouts as pushback, answers that took the request in as clean.
 //
 // Request bodies are built by appending each Event.Raw verbatim; events are
 // never re-encoded, so a body is exactly Client.Overhead + Σ len(Raw) +
