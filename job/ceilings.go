@@ -158,6 +158,15 @@ func (r *Report) writeCeilings(w io.Writer) {
 	fmt.Fprintln(w)
 }
 
+// ceilingWhy names the configured ceilings behind the lower bound.
+func (r *Report) ceilingWhy() string {
+	cr, ok := r.Ceilings[backfill.RouteBatch.String()]
+	if !ok || cr.MaxEPS <= 0 && cr.MaxRPS <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("; project ceiling %s, %s", rateText(cr.MaxEPS, "events/s"), rateText(cr.MaxRPS, "requests/s"))
+}
+
 func rateText(v float64, unit string) string {
 	if v <= 0 {
 		return "none"

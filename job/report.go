@@ -300,8 +300,8 @@ func (r *Report) WriteSummary(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  requests batch %d, httpapi %d; 429s %d; 5xx %d; retries %d\n", r.RequestsBatch, r.RequestsHTTPAPI, r.Responses429, r.Responses5xx, r.Retries)
 	if r.HottestEvents > 0 {
-		fmt.Fprintf(w, "  pace     lower bound %s (hottest id %s: %d events), actual %s\n",
-			time.Duration(r.LowerBoundSeconds*float64(time.Second)), escape.Line(r.HottestID), r.HottestEvents, time.Duration(r.DurationSeconds*float64(time.Second)).Round(time.Millisecond))
+		fmt.Fprintf(w, "  pace     lower bound %s (hottest id %s: %d events%s), actual %s\n",
+			time.Duration(r.LowerBoundSeconds*float64(time.Second)), escape.Line(r.HottestID), r.HottestEvents, r.ceilingWhy(), time.Duration(r.DurationSeconds*float64(time.Second)).Round(time.Millisecond))
 	}
 	r.writeCeilings(w)
 	fmt.Fprintf(w, "  objects  %d total, %d done, %d skipped (done earlier), %d failed\n", r.ObjectsTotal, r.ObjectsDone, r.ObjectsSkipped, r.ObjectsFailed)
