@@ -31,8 +31,8 @@ const (
 	cut      = 0.95 // multiplicative decrease
 	heavyCut = 0.5  // ... when nothing was taken in lately
 	raise    = 0.01 // additive increase per second, as a share of the rate before the cut
-	// measure is the span over which the send rate of an unlimited route
-	// is measured when its first pushback arrives.
+	// measure is the span over which what the project took in is measured
+	// at a cut (the ring of slots keeps that much).
 	measure   = 2 * time.Second
 	slot      = 100 * time.Millisecond
 	slots     = int(measure / slot)
@@ -107,8 +107,7 @@ type Limiter struct {
 	mu        sync.Mutex
 	b         [2]window // events, requests
 	step      float64   // additive increase of the events ceiling per second, since the last cut
-	start     time.Time
-	gen       uint64 // incremented by every cut
+	gen       uint64    // incremented by every cut
 	lastRaise time.Time
 	lastHeld  time.Time
 	ring      [slots]sample // what was let through and taken in, per slot, for measuring
@@ -154,7 +153,7 @@ func New(opts Options) (*Limiter, error) {
 		l.cfg[i] = v
 		l.b[i].set(v, now)
 	}
-	l.lastRaise, l.start = now, now
+	l.lastRaise = now
 	return l, nil
 }
 
@@ -307,7 +306,7 @@ func (l *Limiter) cutLocked(now time.Time) {
 	next := base * factor
 	if clean > 0 {
 		// Never below most of what the project demonstrably took in over
-		// the last window: a burst of answers to an overload must not cut
+		// the last measure span: a burst of answers to an overload must not cut
 		// the rate to a fraction of the limit it is overloading.
 		next = max(next, min(clean*cut, base))
 	}
