@@ -7,13 +7,15 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/backfillhq/backfill/amplitude"
 )
 
 // Defaults and constants of the controller (see the package doc).
 const (
 	// DefaultMaxEvents caps the events of one request when Options.MaxEvents
 	// is zero: Amplitude's 2,000 per request.
-	DefaultMaxEvents = 2000
+	DefaultMaxEvents = amplitude.MaxEvents
 	// Window is the span a ceiling is counted over: at most EPS events and
 	// RPS requests in any Window (longer for a rate below one per second:
 	// one per 1/rate).

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/backfillhq/backfill"
+	"github.com/backfillhq/backfill/amplitude"
 	"github.com/backfillhq/backfill/ceiling"
-	"github.com/backfillhq/backfill/uploader"
 )
 
 // Ceilings are the project-wide ceilings of a run, one per route (indexed by
@@ -46,8 +46,8 @@ func newCeilings(c *Config, shards int) (Ceilings, error) {
 }
 
 func (c *Config) batchSize() int {
-	if c.BatchSize <= 0 || c.BatchSize > uploader.MaxEvents {
-		return uploader.MaxEvents
+	if c.BatchSize <= 0 || c.BatchSize > amplitude.MaxEvents {
+		return amplitude.MaxEvents
 	}
 	return c.BatchSize
 }
@@ -62,7 +62,7 @@ func CeilingBound(n int64, eps, rps float64, batch int) time.Duration {
 		return 0
 	}
 	if batch <= 0 {
-		batch = uploader.MaxEvents
+		batch = amplitude.MaxEvents
 	}
 	perReq := float64(batch)
 	var secs float64

@@ -36,6 +36,7 @@ var rules = []rule{
 	{pkg: "validate", deps: []string{"*"}, imports: []string{"net/http"}, allow: []string{"", "amplitude"}, why: "validate is Amplitude's event rules alone"},
 	{pkg: "deadletter", deps: []string{"*"}, imports: []string{"net/http"}, allow: []string{""}, why: "the dead-letter format depends on the vocabulary only"},
 	{pkg: "amplitude", deps: []string{"*"}, imports: []string{"net/http"}, allow: []string{""}, why: "Amplitude's limits are a leaf every stage may read"},
+	{pkg: "ceiling", deps: []string{"*"}, imports: []string{"net/http"}, allow: []string{"", "amplitude"}, why: "the project ceilings are counting and a clock: the uploader asks them, they know no HTTP"},
 	{pkg: "job", deps: []string{"emulator", "cmd/backfill"}, why: "job runs against any endpoint; the emulator is for tests and the demo command"},
 }
 
