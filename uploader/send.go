@@ -13,8 +13,8 @@ import (
 
 	"github.com/backfillhq/backfill"
 	"github.com/backfillhq/backfill/amplitude"
-	"github.com/backfillhq/backfill/internal/redact"
 	"github.com/backfillhq/backfill/ceiling"
+	"github.com/backfillhq/backfill/internal/redact"
 )
 
 // sendState accumulates a Result and the id sets behind it.

@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/backfillhq/backfill/amplitude"
+	"github.com/backfillhq/backfill/ceiling"
 	"github.com/backfillhq/backfill/internal/location"
 	"github.com/backfillhq/backfill/internal/redact"
-	"github.com/backfillhq/backfill/ceiling"
 )
 
 // Defaults applied by New to zero Options fields.
