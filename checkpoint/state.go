@@ -38,6 +38,14 @@ type State struct {
 	JobDesc map[string]string `json:"job,omitempty"`
 	// Shard is this run's shard, "2/3", or empty when unsharded.
 	Shard string `json:"shard,omitempty"`
+	// Split is how a sharded job divides its events: SplitDevice. Sharded
+	// states without it were written by the object split of earlier
+	// versions and cannot be resumed (see job.Run).
+	Split string `json:"split,omitempty"`
+	// Plan is the generation of the job's route plan this state's run
+	// follows (see job.RoutePlan); 0 for states written before plans were
+	// recorded.
+	Plan int `json:"plan,omitempty"`
 	// Objects is the progress of each source object, by object URL.
 	Objects map[string]*Object `json:"objects"`
 	// Counters are the cumulative job counters, consistent with Objects
@@ -67,6 +75,10 @@ type State struct {
 	FellBack  bool  `json:"-"`
 	NewestErr error `json:"-"`
 }
+
+// SplitDevice is State.Split of a job sharded by device: every shard reads
+// every object and sends the events whose key it owns (backfill.ShardOf).
+const SplitDevice = "device"
 
 // ParkedID is a device or user id whose events are held back until Until
 // because Amplitude reported its daily quota exceeded.
@@ -117,6 +129,9 @@ type Object struct {
 	Accepted int64 `json:"accepted"`
 	Rejected int64 `json:"rejected"`
 	Filtered int64 `json:"filtered,omitempty"`
+	// Foreign counts the settled records that belong to other shards of
+	// the job (read here, sent by their owner); they are not in Read.
+	Foreign int64 `json:"other_shards,omitempty"`
 	// Error is the object-level error of the last attempt, if it failed.
 	Error string `json:"error,omitempty"`
 }
@@ -154,10 +169,13 @@ func (o *Object) clone() *Object {
 // work redone after a crash is counted again; event counters count settled
 // records and are exact.
 type Counters struct {
-	EventsRead      int64 `json:"events_read"`
-	EventsAccepted  int64 `json:"events_accepted"`
-	EventsRejected  int64 `json:"events_rejected"`
-	EventsFiltered  int64 `json:"events_filtered"`
+	EventsRead     int64 `json:"events_read"`
+	EventsAccepted int64 `json:"events_accepted"`
+	EventsRejected int64 `json:"events_rejected"`
+	EventsFiltered int64 `json:"events_filtered"`
+	// EventsForeign counts records read and left to the other shards of a
+	// sharded job; they are not in EventsRead.
+	EventsForeign   int64 `json:"events_other_shards,omitempty"`
 	RequestsBatch   int64 `json:"requests_batch"`
 	RequestsHTTPAPI int64 `json:"requests_httpapi"`
 	Responses429    int64 `json:"responses_429"`
@@ -175,6 +193,7 @@ func (c *Counters) Add(d Counters) {
 	c.EventsAccepted += d.EventsAccepted
 	c.EventsRejected += d.EventsRejected
 	c.EventsFiltered += d.EventsFiltered
+	c.EventsForeign += d.EventsForeign
 	c.RequestsBatch += d.RequestsBatch
 	c.RequestsHTTPAPI += d.RequestsHTTPAPI
 	c.Responses429 += d.Responses429

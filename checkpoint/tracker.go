@@ -20,6 +20,10 @@ const (
 	// Filtered means the record was dropped on purpose (a filter rule) and
 	// is neither sent nor dead-lettered.
 	Filtered
+	// Foreign means the record belongs to another shard of the job (see
+	// backfill.ShardOf): this shard read it and left it to its owner. It is
+	// settled for this shard's watermark but not counted as read.
+	Foreign
 )
 
 // Start is what Tracker.Begin reports about an object.
@@ -141,6 +145,7 @@ func (t *Tracker) Begin(object, fingerprint string) Start {
 		t.counters.EventsAccepted -= tr.obj.Accepted
 		t.counters.EventsRejected -= tr.obj.Rejected
 		t.counters.EventsFiltered -= tr.obj.Filtered
+		t.counters.EventsForeign -= tr.obj.Foreign
 		tr = newTrack(fingerprint)
 		t.objs[object] = tr
 		changed = true
@@ -244,6 +249,11 @@ func (t *Tracker) SettleWith(pos backfill.Position, outcome Outcome, fn func() e
 // setResume moves the resume point forward to record r at m.
 // count adds n settled records with outcome to o's and the job's counters.
 func (t *Tracker) count(o *Object, outcome Outcome, n int64) {
+	if outcome == Foreign {
+		o.Foreign += n
+		t.counters.EventsForeign += n
+		return
+	}
 	o.Read += n
 	t.counters.EventsRead += n
 	switch outcome {

@@ -397,3 +397,27 @@ func TestTrackerConcurrent(t *testing.T) {
 		t.Fatalf("final %+v", o)
 	}
 }
+
+// TestTrackerForeign: records of other shards settle the watermark without
+// counting as read.
+func TestTrackerForeign(t *testing.T) {
+	tr := checkpoint.NewTracker(nil)
+	tr.Begin("mem://a", "fp")
+	for i := range int64(4) {
+		tr.Read(backfill.Position{Object: "mem://a", Record: i})
+	}
+	tr.Settle(backfill.Position{Object: "mem://a", Record: 0}, checkpoint.Foreign)
+	tr.Settle(backfill.Position{Object: "mem://a", Record: 1}, checkpoint.Accepted)
+	tr.Settle(backfill.Position{Object: "mem://a", Record: 3}, checkpoint.Foreign)
+	tr.Settle(backfill.Position{Object: "mem://a", Record: 2}, checkpoint.Rejected)
+	tr.EOF("mem://a", 4)
+	var st checkpoint.State
+	tr.Fill(&st, nil)
+	o, c := st.Objects["mem://a"], st.Counters
+	if !o.Done || o.Watermark != 4 || o.Read != 2 || o.Foreign != 2 {
+		t.Errorf("object %+v, want done, watermark 4, read 2, foreign 2", o)
+	}
+	if c.EventsRead != 2 || c.EventsAccepted != 1 || c.EventsRejected != 1 || c.EventsForeign != 2 {
+		t.Errorf("counters %+v", c)
+	}
+}

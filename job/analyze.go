@@ -39,6 +39,8 @@ type Analysis struct {
 	// and every request at MaxRPS (this shard's share; see CeilingBound).
 	CeilingBound   time.Duration
 	MaxEPS, MaxRPS float64
+	// Other counts the events of a sharded dry run that other shards own.
+	Other int64
 }
 
 // Sample is one problem with its location.
@@ -69,11 +71,21 @@ func Analyze(ctx context.Context, cfg Config) (*Analysis, error) {
 	}
 	defer st.rd.Close()
 	mapper, rd := st.mapper, st.rd
-	plan, err := Plan(ctx, rd, &cfg, st.shard, st.shards)
+	plan, err := previewPlan(ctx, rd, &cfg, st.shards)
 	if err != nil {
 		return nil, err
 	}
-	a := &Analysis{Plan: plan, Summary: &mapping.Summary{}, ByRoute: map[backfill.Route]int64{}, EPS: cfg.pace(st.shards).eps}
+	a := &Analysis{Plan: plan, Summary: &mapping.Summary{}, ByRoute: map[backfill.Route]int64{}, EPS: cfg.pace().eps}
+	// A shard reads everything and counts what it owns (see Run).
+	owns := func(ev *backfill.Event, err error, pos backfill.Position) bool {
+		if st.shards <= 1 {
+			return true
+		}
+		if err != nil {
+			return backfill.ShardOfPosition(pos, st.shards) == st.shard
+		}
+		return backfill.ShardOf(ev.Key(), st.shards) == st.shard
+	}
 	devs, users := hotids.New(0), hotids.New(0)
 	ls := plan.Lister(ctx, rd)
 	for {
@@ -96,7 +108,9 @@ func Analyze(ctx context.Context, cfg Config) (*Analysis, error) {
 			}
 			var recErr *backfill.RecordError
 			if errors.As(err, &recErr) {
-				a.Summary.Add(backfill.Event{}, err)
+				if owns(nil, err, recErr.Pos) {
+					a.Summary.Add(backfill.Event{}, err)
+				}
 				continue
 			}
 			if err != nil {
@@ -104,6 +118,10 @@ func Analyze(ctx context.Context, cfg Config) (*Analysis, error) {
 				break
 			}
 			ev, err := mapper.Map(rec)
+			if !owns(&ev, err, rec.Pos) {
+				a.Other++
+				continue
+			}
 			a.Summary.Add(ev, err)
 			if err != nil {
 				continue
@@ -143,6 +161,9 @@ func (a *Analysis) Invalid() int64 {
 func (a *Analysis) WriteText(w io.Writer, validate bool) {
 	p := a.Plan
 	fmt.Fprintf(w, "objects:   %d (%s)\n", p.Objects, humanBytes(p.Bytes))
+	if a.Other > 0 {
+		fmt.Fprintf(w, "shard:     reads every object; %d events belong to other shards (counted below: only this shard's)\n", a.Other)
+	}
 	a.Summary.WriteText(w)
 	for _, f := range a.Failed {
 		fmt.Fprintf(w, "unreadable: %s: %s\n", escape.Line(f.Where), escape.Line(f.Reason))
@@ -193,13 +214,39 @@ func (p *PlanResult) WritePlan(ctx context.Context, rd *reader.Reader, w io.Writ
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", i, obj.Route, humanBytes(obj.Size), escape.Line(obj.URL))
 	}
 	tw.Flush()
-	if len(p.Tail) > 0 {
-		fmt.Fprintf(w, "tail: %d trailing partitions (%d events) go through /2/httpapi after everything else:\n", len(p.Tail), p.TailEvents)
-		for _, part := range p.Tail {
-			fmt.Fprintf(w, "  %s (%d objects, %d events)\n", escape.Line(part.Name), len(part.Objects), part.Events)
+	p.RoutePlan.WriteText(w, p.Recorded)
+	return nil
+}
+
+// WriteText describes the plan: its generation, the tail and the rule that
+// chose it. recorded says whether it was read from the checkpoint location.
+func (rp *RoutePlan) WriteText(w io.Writer, recorded bool) {
+	origin := "made from the listing now; the first run records it in the checkpoint location, and every shard follows it"
+	if recorded {
+		origin = fmt.Sprintf("recorded in the checkpoint location at %s; every shard and resume follows it", rp.Created.Format(time.RFC3339))
+	}
+	fmt.Fprintf(w, "route plan %d (%s): %d objects (%s) in %d partitions\n", rp.Generation, origin, rp.Objects, humanBytes(rp.Bytes), rp.Partitions)
+	switch rp.Route {
+	case RouteHTTP:
+		fmt.Fprintln(w, "  --route http: every event goes through /2/httpapi")
+		return
+	case RouteBatch:
+		fmt.Fprintln(w, "  --route batch: every event goes through /batch")
+		return
+	}
+	fmt.Fprintf(w, "  tail rule: trailing partitions each at most %g × the median partition before them (%s), at most %d events together, no id over %d events\n",
+		rp.TailRatio, humanBytes(rp.MedianBytes), rp.TailEvents, rp.PerIDEvents)
+	if len(rp.Tail) == 0 {
+		fmt.Fprintln(w, "  tail: none; everything goes through /batch")
+	} else {
+		fmt.Fprintf(w, "  tail: %d trailing partitions (%d events) go through /2/httpapi after everything else:\n", len(rp.Tail), rp.TailCount)
+		for _, part := range rp.Tail {
+			fmt.Fprintf(w, "    %s (%d objects, %s, %d events)\n", escape.Line(part.Name), len(part.Objects), humanBytes(part.Bytes), part.Events)
 		}
 	}
-	return nil
+	if rp.Stop != "" {
+		fmt.Fprintf(w, "  the tail stops there: %s\n", rp.Stop)
+	}
 }
 
 // DryRun lists the objects of cfg in processing order with their routes,
@@ -213,7 +260,7 @@ func DryRun(ctx context.Context, cfg Config, w io.Writer) error {
 		return err
 	}
 	defer st.rd.Close()
-	p, err := Plan(ctx, st.rd, &cfg, st.shard, st.shards)
+	p, err := previewPlan(ctx, st.rd, &cfg, st.shards)
 	if err != nil {
 		return err
 	}

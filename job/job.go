@@ -88,6 +88,11 @@ type Config struct {
 	ThrottlePause time.Duration
 	Route         string
 	TailEvents    int
+	// TailRatio is the relative tail rule: a trailing partition goes
+	// through /2/httpapi only if its stored size is at most TailRatio × the
+	// median size of the partitions before the tail. Default
+	// DefaultTailRatio.
+	TailRatio float64
 
 	// Pacing and concurrency.
 	Lanes       int
@@ -169,6 +174,12 @@ func (c *Config) Validate() error {
 	}
 	if c.TailEvents == 0 {
 		c.TailEvents = DefaultTailEvents
+	}
+	if c.TailRatio < 0 {
+		return fmt.Errorf("%w: --tail-ratio must be positive, not %g", ErrUsage, c.TailRatio)
+	}
+	if c.TailRatio == 0 {
+		c.TailRatio = DefaultTailRatio
 	}
 	if c.EPS > amplitude.BatchEPS {
 		return fmt.Errorf("%w: --eps %d is above Amplitude's documented limit of %d events/s per device and user", ErrUsage, c.EPS, amplitude.BatchEPS)
@@ -294,6 +305,9 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 		logFallback(log, state, cfg.CheckpointEvery)
 	}
 	jobFP, jobDesc := cfg.Fingerprint()
+	if shardCount > 1 && !fresh && state.Split != checkpoint.SplitDevice {
+		return nil, fmt.Errorf("%w: %s was written by a backfill that split shards by object (each shard sent its own objects, so devices were sent by several shards at once); it cannot be resumed by the split by device of this version. Finish the job with the version that started it, or start it again with a new --checkpoint location (events already accepted keep their insert_ids, and Amplitude drops the re-sends within 7 days)", ErrUsage, store)
+	}
 	if fresh {
 		state = &checkpoint.State{Started: started}
 	} else if err := checkpoint.CheckJob(state, jobFP, jobDesc); err != nil {
@@ -302,7 +316,15 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 		}
 		log.Warn("resuming a checkpoint written with another configuration (--force)", "err", err)
 	}
+	plan, err := jobPlan(hard, store, rd, &cfg, shardCount)
+	if err != nil {
+		return nil, fmt.Errorf("route plan: %w", err)
+	}
 	state.Job, state.JobDesc, state.Shard = jobFP, jobDesc, cfg.Shard
+	state.Plan = plan.Generation
+	if shardCount > 1 {
+		state.Split = checkpoint.SplitDevice
+	}
 	state.DeadLetterFile = cfg.DeadLetter
 	state.RunCount++
 
@@ -377,10 +399,6 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 		return store.Save(ctx, &st)
 	}
 
-	plan, err := Plan(hard, rd, &cfg, shardIdx, shardCount)
-	if err != nil {
-		return nil, err
-	}
 	if cfg.OnStart != nil {
 		cfg.OnStart(plan.Objects, plan.Bytes)
 	}
@@ -394,16 +412,17 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 		}
 	}
 
-	pc := cfg.pace(shardCount)
-	eps, httpEPS, dailyBudget := pc.eps, pc.httpEPS, pc.daily
+	pc := cfg.pace()
 	if shardCount > 1 {
-		log.Info("sharded run: pacing each id at 1/COUNT of the rate", "shard", cfg.Shard, "eps", eps, "http_eps", httpEPS)
+		log.Info("sharded run: sending the events of the devices this shard owns, at the full pace per id", "shard", cfg.Shard, "plan", plan.Generation)
 	}
 	objs, runErr := pipeline.Run(runCtx, soft, pipeline.Config{
 		Lanes:           cfg.Lanes,
-		EPS:             eps,
-		HTTPEPS:         httpEPS,
-		DailyBudget:     dailyBudget,
+		EPS:             pc.eps,
+		HTTPEPS:         pc.httpEPS,
+		DailyBudget:     pc.daily,
+		Shard:           shardIdx,
+		Shards:          shardCount,
 		BatchSize:       cfg.BatchSize,
 		Overhead:        client.Overhead(),
 		Linger:          cfg.Linger,

@@ -1,6 +1,7 @@
 package job
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -84,6 +85,10 @@ type Report struct {
 
 	// This run only (a resumed job's totals above include earlier runs).
 	Run RunReport `json:"run"`
+	// Shard is a sharded run's reading cost (this run); nil when unsharded.
+	Shard *ShardReport `json:"shard,omitempty"`
+	// Plan is the generation of the job's route plan the run followed.
+	Plan int `json:"plan,omitempty"`
 
 	DeadLetterFile string `json:"dead_letter_file"`
 	Checkpoint     string `json:"checkpoint"`
@@ -111,6 +116,23 @@ type RouteReport struct {
 	Read     int64 `json:"read"`
 	Accepted int64 `json:"accepted"`
 	Rejected int64 `json:"rejected"`
+}
+
+// ShardReport is what a shard read for the events it owns, in this run.
+// Every shard reads every object: the split by device keeps each device's
+// events in one process, and reading is the price.
+type ShardReport struct {
+	Shard string `json:"shard"`
+	// BytesRead is the stored bytes of the objects this run read or
+	// skipped as done.
+	BytesRead int64 `json:"bytes_read"`
+	// EventsOwned are the records this shard read and owns (events_read of
+	// this run); EventsOther those it read and left to the other shards.
+	EventsOwned int64 `json:"events_owned"`
+	EventsOther int64 `json:"events_other_shards"`
+	// ReadAmplification is the records read per record owned: about the
+	// number of shards, since each shard decodes the whole input.
+	ReadAmplification float64 `json:"read_amplification"`
 }
 
 // ReasonCount is a rejection reason and how many records it hit.
@@ -172,12 +194,16 @@ func buildReport(cfg *Config, st *checkpoint.State, objs []pipeline.ObjectStat, 
 	if !st.Started.IsZero() {
 		r.JobSeconds = now.Sub(st.Started).Seconds()
 	}
-	if h := stats.Hottest; h.Count > 0 {
-		n := 1
-		if _, c, err := ParseShard(cfg.Shard); err == nil {
-			n = c
+	r.Plan = st.Plan
+	if _, n, err := ParseShard(cfg.Shard); err == nil && n > 1 {
+		sr := &ShardReport{Shard: cfg.Shard, BytesRead: stats.BytesRead(), EventsOwned: r.Run.EventsRead, EventsOther: stats.Foreign.Load()}
+		if sr.EventsOwned > 0 {
+			sr.ReadAmplification = float64(sr.EventsOwned+sr.EventsOther) / float64(sr.EventsOwned)
 		}
-		eps := cfg.pace(n).eps
+		r.Shard = sr
+	}
+	if h := stats.Hottest; h.Count > 0 {
+		eps := cfg.pace().eps
 		r.HottestID, r.HottestEvents = h.ID, h.Count
 		r.LowerBoundSeconds = LowerBound(h.Count, eps).Seconds()
 	}
@@ -305,6 +331,10 @@ func (r *Report) WriteSummary(w io.Writer) {
 	}
 	r.writeCeilings(w)
 	fmt.Fprintf(w, "  objects  %d total, %d done, %d skipped (done earlier), %d failed\n", r.ObjectsTotal, r.ObjectsDone, r.ObjectsSkipped, r.ObjectsFailed)
+	if s := r.Shard; s != nil {
+		fmt.Fprintf(w, "  shard    %s read %s: %d events owned, %d left to the other shards (%.2f records read per record owned)\n",
+			s.Shard, humanBytes(s.BytesRead), s.EventsOwned, s.EventsOther, s.ReadAmplification)
+	}
 	if r.Runs > 1 {
 		fmt.Fprintf(w, "  job      %d runs; this run read %d, accepted %d, rejected %d\n", r.Runs, r.Run.EventsRead, r.Run.EventsAccepted, r.Run.EventsRejected)
 	}
@@ -374,9 +404,26 @@ func MergeStates(states map[string]*checkpoint.State) *checkpoint.State {
 	m := &checkpoint.State{Objects: map[string]*checkpoint.Object{}, Complete: len(states) > 0}
 	for _, st := range states {
 		for u, o := range st.Objects {
-			m.Objects[u] = o
+			mo := m.Objects[u]
+			if mo == nil {
+				c := *o
+				c.Settled, c.Foreign = nil, 0
+				m.Objects[u] = &c
+				continue
+			}
+			// Every shard of a job split by device reads every object and
+			// counts the records it owns.
+			mo.Read += o.Read
+			mo.Accepted += o.Accepted
+			mo.Rejected += o.Rejected
+			mo.Filtered += o.Filtered
+			mo.Done = mo.Done && o.Done
+			mo.Watermark = min(mo.Watermark, o.Watermark)
+			mo.Total = max(mo.Total, o.Total)
+			mo.Error = cmp.Or(mo.Error, o.Error)
 		}
 		m.Counters.Add(st.Counters)
+		m.Plan = max(m.Plan, st.Plan)
 		m.Complete = m.Complete && st.Complete
 		m.RunCount = max(m.RunCount, st.RunCount)
 		m.DeadLetterSize += st.DeadLetterSize
@@ -391,6 +438,7 @@ func MergeStates(states map[string]*checkpoint.State) *checkpoint.State {
 			m.Updated = st.Updated
 		}
 	}
+	m.Counters.EventsForeign = 0 // each shard's count of the others' events
 	return m
 }
 

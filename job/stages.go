@@ -86,22 +86,19 @@ func newMapper(cfg *Config) (*mapping.Mapper, error) {
 	return mapping.New(opts)
 }
 
-// pace is how one shard of n paces each id: the configured rates (zero
-// takes Amplitude's defaults), each at 1/n. Shards split the objects, so
-// any id may appear in every shard; together they stay within the rate.
-// Run, the report's lower bound and the analysis all read it from here.
+// pace is how a shard paces each id it owns: the configured rates, zero
+// taking Amplitude's defaults. A device belongs to one shard
+// (backfill.ShardOf), so every shard paces its ids at the full rate, as one
+// process does. Run, the report's lower bound and the analysis all read it
+// from here.
 type pace struct{ eps, httpEPS, daily int }
 
-func (c *Config) pace(n int) pace {
-	p := pace{
-		eps:     amplitude.ShardRate(c.EPS, amplitude.DefaultEPS, n),
-		httpEPS: amplitude.ShardRate(c.HTTPEPS, amplitude.DefaultHTTPEPS, n),
+func (c *Config) pace() pace {
+	return pace{
+		eps:     amplitude.ShardRate(c.EPS, amplitude.DefaultEPS, 1),
+		httpEPS: amplitude.ShardRate(c.HTTPEPS, amplitude.DefaultHTTPEPS, 1),
 		daily:   c.DailyBudget,
 	}
-	if p.daily > 0 && n > 1 {
-		p.daily = max(1, p.daily/n)
-	}
-	return p
 }
 
 // ParseShard parses "i/n" (0-based i). "" means unsharded (0, 1).

@@ -38,7 +38,12 @@ func (r *run) dispatch(ctx context.Context, ordered <-chan *mapJob) error {
 			r.log.Info("batch partitions settled; sending tail partitions through /2/httpapi")
 			continue
 		}
+		foreign := r.foreign[:0]
 		for i := range j.recs {
+			if r.cfg.Shards > 1 && !r.owns(&j.evs[i], j.errs[i], j.recs[i].Pos) {
+				foreign = append(foreign, i)
+				continue
+			}
 			if err := j.errs[i]; err != nil {
 				stage, reason, raw, insertID := rejection(err, j.recs[i].Data)
 				if err := r.reject(j.recs[i].Pos, stage, reason, 0, insertID, raw); err != nil {
@@ -77,17 +82,15 @@ func (r *run) dispatch(ctx context.Context, ordered <-chan *mapJob) error {
 				}
 			}
 		}
+		r.settleForeign(j, foreign)
+		r.foreign = foreign[:0]
 		releaseMapJob(j)
 	}
 	return nil
 }
 
 func (r *run) laneOf(ev *backfill.Event, n int) int {
-	key := ev.DeviceID
-	if key == "" {
-		key = ev.UserID
-	}
-	return int(maphash.String(r.seed, key) % uint64(n))
+	return int(maphash.String(r.seed, ev.Key()) % uint64(n))
 }
 
 // drain waits until every event pushed to route's lanes so far is settled

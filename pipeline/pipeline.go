@@ -138,6 +138,13 @@ type Config struct {
 	// SpillDir is where lanes spill the backlog of hot devices; default
 	// os.TempDir().
 	SpillDir string
+	// Shard and Shards make this run shard Shard of Shards (0-based): it
+	// reads every object and sends only the events whose key it owns
+	// (backfill.ShardOf of backfill.Event.Key), dead-letters only the
+	// records that fail before mapping gives them a key and that it owns by
+	// position (backfill.ShardOfPosition), and settles the others as
+	// checkpoint.Foreign. Shards <= 1 sends everything.
+	Shard, Shards int
 	// Logger receives progress and problems; default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock for pacing; default time.Now.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/backfillhq/backfill"
+	"github.com/backfillhq/backfill/checkpoint"
 	"github.com/backfillhq/backfill/deadletter"
 )
 
@@ -193,6 +194,11 @@ func (r *run) readObject(ctx context.Context, obj Object, jobs, ordered chan<- *
 			rec.Pos = recErr.Pos
 			total = recErr.Pos.Record + 1
 			if tr.Read(recErr.Pos) {
+				continue
+			}
+			if !r.ownsPosition(recErr.Pos) {
+				tr.Settle(recErr.Pos, checkpoint.Foreign)
+				r.stats.Foreign.Add(1)
 				continue
 			}
 			records++

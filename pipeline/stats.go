@@ -43,7 +43,10 @@ type Stats struct {
 	BytesSent       atomic.Int64
 	Parked          atomic.Int64 // events currently parked
 	Throttled       atomic.Int64 // ids paused after a 429, cumulative
-	RouteHTTP       atomic.Bool  // the tail phase on /2/httpapi has started
+	// Foreign counts the records read and left to the other shards of a
+	// sharded run (they are not in Read).
+	Foreign   atomic.Int64
+	RouteHTTP atomic.Bool // the tail phase on /2/httpapi has started
 
 	// Hottest is the device or user id with the most events sent (or
 	// queued) in this run, set when Run returns; it decides the lower bound

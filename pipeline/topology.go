@@ -25,6 +25,11 @@ type run struct {
 	lanes   [2][]*chunker.Lane // by route
 	senders [2]Sender          // by route: deps.Sender behind the route's throttle
 
+	// Scratch space of dispatch for the records of other shards.
+	foreign    []int
+	foreignEvs []backfill.Event
+	foreignIdx []int
+
 	mu      sync.Mutex
 	objects []ObjectStat
 	objIdx  map[string]int

@@ -334,7 +334,7 @@ func TestE2ENoSend(t *testing.T) {
 	}{
 		{"DryRun", append(append(w.runArgs(e, "--api-key", e2eKey, "--dry-run"), tail...), root), ExitOK,
 			[]string{`1\s+batch\s.*` + regexp.QuoteMeta(fileURL(filepath.Join(root, "2024-01.jsonl"))), `httpapi\s.*dt=2024-05-01/part-0.jsonl`, `httpapi\s.*dt=2024-05-02/part-0.jsonl`, `tail: 2 trailing partitions \(60 events\)`,
-				`(?m)^\s+` + regexp.QuoteMeta(fileURL(filepath.Join(root, "recent", "dt=2024-05-01"))+"/ (1 objects, 30 events)")}},
+				`(?m)^\s+` + regexp.QuoteMeta(fileURL(filepath.Join(root, "recent", "dt=2024-05-01"))+"/ (1 objects, ") + `[0-9.]+ KiB, 30 events\)`}},
 		{"Plan", append(append([]string{"plan", "--eps", "50"}, tail...), root), ExitOK,
 			append(counts(420, len(bad)), `batch\s.*2024-01.jsonl`, `httpapi\s.*dt=2024-05-02`, "lower bound", "at 50 events/s per id")},
 		{"Validate", []string{"validate", root}, ExitRejected,

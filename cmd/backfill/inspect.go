@@ -137,6 +137,11 @@ func cmdStatus(ctx context.Context, args []string, env *environ, stdout, stderr 
 		enc.SetIndent("", "  ")
 		return enc.Encode(states)
 	}
+	if rp, err := job.ReadPlan(ctx, store); err != nil {
+		fmt.Fprintf(stdout, "route plan: unreadable: %v\n", err)
+	} else if rp != nil {
+		rp.WriteText(stdout, true)
+	}
 	names := make([]string, 0, len(states))
 	for n := range states {
 		names = append(names, n)
@@ -156,6 +161,9 @@ func cmdStatus(ctx context.Context, args []string, env *environ, stdout, stderr 
 		fmt.Fprintf(stdout, "%s: %s; %d runs; updated %s\n", label, state, st.RunCount, st.Updated.Format("2006-01-02 15:04:05 MST"))
 		fmt.Fprintf(stdout, "  events read %d = accepted %d + rejected %d; requests batch %d, httpapi %d; 429s %d; retries %d\n",
 			c.EventsRead, c.EventsAccepted, c.EventsRejected+c.EventsFiltered, c.RequestsBatch, c.RequestsHTTPAPI, c.Responses429, c.Retries)
+		if c.EventsForeign > 0 || st.Plan > 0 {
+			fmt.Fprintf(stdout, "  route plan %d; %d records read and left to the other shards\n", st.Plan, c.EventsForeign)
+		}
 		for i, p := range st.Parked {
 			if i == 5 {
 				fmt.Fprintf(stdout, "  ... and %d more parked ids\n", len(st.Parked)-i)

@@ -41,6 +41,7 @@ type jobFlags struct {
 	throttlePause time.Duration
 	route         string
 	tailEvents    int
+	tailRatio     float64
 	// pacing
 	lanes      int
 	eps        int
@@ -89,6 +90,7 @@ func (f *jobFlags) register(fs *flag.FlagSet, sending bool) {
 	fs.IntVar(&f.shardCount, "shard-count", 0, "number of shards; the index comes from JOB_COMPLETION_INDEX (Kubernetes Indexed Jobs)")
 	fs.StringVar(&f.route, "route", job.RouteAuto, "endpoint `mode`: auto (small trailing partitions via /2/httpapi, the rest via /batch), batch or http")
 	fs.IntVar(&f.tailEvents, "tail-events", job.DefaultTailEvents, "with --route auto, the most `events` the trailing partitions may hold to go through /2/httpapi")
+	fs.Float64Var(&f.tailRatio, "tail-ratio", job.DefaultTailRatio, "with --route auto, a trailing partition goes through /2/httpapi only if its size is at most this `fraction` of the median partition before the tail")
 	fs.IntVar(&f.eps, "eps", chunker.DefaultEPS, "pace per device_id and user_id on /batch, in `events/s` averaged over 30 s (Amplitude's limit is 1000; its backfill guidance says 300)")
 	fs.IntVar(&f.httpEPS, "http-eps", pipeline.DefaultHTTPEPS, "pace per device_id and user_id on /2/httpapi, in `events/s` (Amplitude's limit is 30)")
 	fs.IntVar(&f.daily, "daily-budget", 0, "cap each device_id and user_id at this many `events` per rolling 24 h, below Amplitude's daily quota (500,000), parking the rest for a later run instead of meeting 429s (default: no cap)")
@@ -142,6 +144,7 @@ func (f *jobFlags) config(sources []string, env *environ, stderr io.Writer) (job
 		ThrottlePause:          f.throttlePause,
 		Route:                  f.route,
 		TailEvents:             f.tailEvents,
+		TailRatio:              f.tailRatio,
 		Lanes:                  f.lanes,
 		EPS:                    f.eps,
 		HTTPEPS:                f.httpEPS,

@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 }
 
 // backfillBin builds the real binary once and returns its path.
-func backfillBin(t *testing.T) string {
+func backfillBin(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		gobin, err := exec.LookPath("go")
@@ -85,11 +85,11 @@ func childEnv(extra ...string) []string {
 // fakeS3 is an in-process S3 behind httptest.
 type fakeS3 struct{ *testutil.S3 }
 
-func startS3(t *testing.T, buckets ...string) *fakeS3 {
+func startS3(t testing.TB, buckets ...string) *fakeS3 {
 	return &fakeS3{testutil.StartS3(t, buckets...)}
 }
 
-func (s *fakeS3) put(t *testing.T, bucket, key string, data []byte) { s.Put(t, bucket, key, data) }
+func (s *fakeS3) put(t testing.TB, bucket, key string, data []byte) { s.Put(t, bucket, key, data) }
 
 // get returns an object's bytes, or nil when it does not exist.
 func (s *fakeS3) get(bucket, key string) []byte {
@@ -129,7 +129,7 @@ type emu struct {
 	del *deliveries
 }
 
-func startEmulator(t *testing.T, cfg emulator.Config) *emu {
+func startEmulator(t testing.TB, cfg emulator.Config) *emu {
 	t.Helper()
 	d := &deliveries{n: map[string]int{}}
 	s, url := testutil.StartEmulator(t, cfg, d.wrap)
@@ -262,7 +262,7 @@ type proc struct {
 }
 
 // start starts the binary with args and env; ctx bounds its life.
-func start(ctx context.Context, t *testing.T, name string, env []string, args ...string) *proc {
+func start(ctx context.Context, t testing.TB, name string, env []string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, backfillBin(t), args...)
 	cmd.Env = env
