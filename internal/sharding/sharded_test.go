@@ -602,7 +602,9 @@ func TestLockLostStops(t *testing.T) {
 	for key, data := range in.objects {
 		s3.put(t, "events", key, data)
 	}
-	em := startEmulator(t, emulator.Config{BatchEPS: limit})
+	// The taker-over starts with fresh pacing in the window of the first
+	// worker's last sends: up to 2 × --eps for a device (see the README).
+	em := startEmulator(t, emulator.Config{BatchEPS: 2 * limit})
 	ck := s3.URL("state/job2")
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
