@@ -73,6 +73,7 @@ func newMapper(cfg *Config) (*mapping.Mapper, error) {
 		Preset:                 cfg.Preset,
 		SkipUserPropertiesSync: cfg.SkipUserPropertiesSync,
 		MinIDLength:            cfg.MinIDLength,
+		IncludeExcluded:        cfg.IncludeExcluded,
 		// Every caller here drops a record once it is mapped.
 		OwnRecords: true,
 	}

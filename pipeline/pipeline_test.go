@@ -13,6 +13,7 @@ import (
 	"github.com/backfillhq/backfill"
 	"github.com/backfillhq/backfill/checkpoint"
 	"github.com/backfillhq/backfill/deadletter"
+	"github.com/backfillhq/backfill/mapping"
 	"github.com/backfillhq/backfill/pipeline"
 	"github.com/backfillhq/backfill/uploader"
 )
@@ -67,6 +68,18 @@ func (mapper) Map(rec backfill.Record) (backfill.Event, error) {
 	s := string(rec.Data)
 	if s == "bad" {
 		return backfill.Event{}, &backfill.RecordError{Pos: rec.Pos, Reason: "missing event_type"}
+	}
+	if s == "skip" {
+		// What the mapping returns for a record excluded at the source.
+		return backfill.Event{}, fmt.Errorf("%w: excluded at the source", mapping.ErrSkipped)
+	}
+	if rest, ok := strings.CutPrefix(s, "dupe:"); ok {
+		// "dupe:DEV:BODY": insert_id "same" for every such record.
+		dev, body, _ := strings.Cut(rest, ":")
+		return backfill.Event{Raw: []byte(`{"b":"` + body + `"}`), DeviceID: dev, InsertID: "same", Pos: rec.Pos}, nil
+	}
+	if dev, ok := strings.CutPrefix(s, "profile:"); ok {
+		return backfill.Event{Raw: []byte(`{"p":1}`), DeviceID: dev, InsertID: "p-" + dev, EventType: "$identify", Profile: true, Pos: rec.Pos}, nil
 	}
 	dev, _, _ := strings.Cut(s, ":")
 	return backfill.Event{Raw: []byte(`{"x":1}`), DeviceID: dev, InsertID: fmt.Sprint(rec.Pos.Object, rec.Pos.Record), Pos: rec.Pos}, nil

@@ -26,6 +26,14 @@ func (r *run) reject(pos backfill.Position, stage deadletter.Stage, reason strin
 	return nil
 }
 
+// skip settles a record excluded at the source (mapping.ErrSkipped): the
+// checkpoint's Filtered outcome, neither sent nor dead-lettered.
+func (r *run) skip(pos backfill.Position) {
+	if r.deps.Tracker.Settle(pos, checkpoint.Filtered) {
+		r.stats.Skipped.Add(1)
+	}
+}
+
 // settle applies the outcome of each event of one Send: accepted events
 // are settled and their buffers recycled, rejected ones dead-lettered,
 // and throttled and parked ones requeued (behind the holds throttle put on
