@@ -25,7 +25,9 @@ import (
 func TestPostHogParquet(t *testing.T) {
 	ts := arrow.FixedWidthTypes.Timestamp_us
 	str := arrow.BinaryTypes.String
-	f := func(name string, typ arrow.DataType) arrow.Field { return arrow.Field{Name: name, Type: typ, Nullable: true} }
+	f := func(name string, typ arrow.DataType) arrow.Field {
+		return arrow.Field{Name: name, Type: typ, Nullable: true}
+	}
 	schema := arrow.NewSchema([]arrow.Field{
 		f("uuid", str), f("event", str), f("distinct_id", str), f("person_id", str),
 		f("properties", str), f("person_properties", str), f("elements_chain", str),
