@@ -68,6 +68,9 @@ func readerOptions(cfg *Config) reader.Options {
 // mapping.Error tells the pipeline how to dead-letter a record.
 var _ pipeline.StagedError = (*mapping.Error)(nil)
 
+// mapping.Error tells the pipeline which records the source excluded.
+var _ pipeline.SkippedError = (*mapping.Error)(nil)
+
 func newMapper(cfg *Config) (*mapping.Mapper, error) {
 	opts := mapping.Options{
 		Preset:                 cfg.Preset,

@@ -65,6 +65,11 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Record.Error() }
 
+// Skipped reports that the record was excluded at the source (ErrSkipped):
+// the pipeline settles it as skipped instead of dead-lettering it
+// (pipeline.SkippedError).
+func (e *Error) Skipped() bool { return e.Code == CodeSkipped }
+
 // Rejection names the dead-letter stage of the record and the insert_id its
 // entry keeps (pipeline.StagedError): filter for ErrFiltered, decode for a
 // syntax error the reader left to the mapper (reader.Options.DeferJSONCheck),

@@ -46,7 +46,7 @@ func (r *run) dispatch(ctx context.Context, ordered <-chan *mapJob) error {
 			continue
 		}
 		for i := range j.recs {
-			if err := j.errs[i]; err != nil && errors.Is(err, mapping.ErrSkipped) {
+			if err := j.errs[i]; err != nil && skipped(err) {
 				// Excluded at the source: its own outcome, not a rejection.
 				r.skip(j.recs[i].Pos)
 				continue

@@ -13,7 +13,6 @@ import (
 	"github.com/backfillhq/backfill"
 	"github.com/backfillhq/backfill/checkpoint"
 	"github.com/backfillhq/backfill/deadletter"
-	"github.com/backfillhq/backfill/mapping"
 	"github.com/backfillhq/backfill/pipeline"
 	"github.com/backfillhq/backfill/uploader"
 )
@@ -71,7 +70,7 @@ func (mapper) Map(rec backfill.Record) (backfill.Event, error) {
 	}
 	if s == "skip" {
 		// What the mapping returns for a record excluded at the source.
-		return backfill.Event{}, fmt.Errorf("%w: excluded at the source", mapping.ErrSkipped)
+		return backfill.Event{}, fmt.Errorf("map: %w", skipErr{})
 	}
 	if rest, ok := strings.CutPrefix(s, "dupe:"); ok {
 		// "dupe:DEV:BODY": insert_id "same" for every such record.
@@ -84,6 +83,15 @@ func (mapper) Map(rec backfill.Record) (backfill.Event, error) {
 	dev, _, _ := strings.Cut(s, ":")
 	return backfill.Event{Raw: []byte(`{"x":1}`), DeviceID: dev, InsertID: fmt.Sprint(rec.Pos.Object, rec.Pos.Record), Pos: rec.Pos}, nil
 }
+
+// skipErr is a pipeline.SkippedError, as mapping.Error is for a record
+// excluded at the source.
+type skipErr struct{}
+
+func (skipErr) Error() string { return "skipped: excluded at the source" }
+func (skipErr) Skipped() bool { return true }
+
+var _ pipeline.SkippedError = skipErr{}
 
 // sender is a fake Amplitude: it records what it accepted, throttles or
 // parks devices on demand, and rejects events of device "srv-reject".
