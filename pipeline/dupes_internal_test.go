@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/backfillhq/backfill"
@@ -31,6 +32,18 @@ func TestDupesCheck(t *testing.T) {
 		if got := d.check(tt.ev); got != tt.want {
 			t.Errorf("%s: check=%v, want %v", tt.name, got, tt.want)
 		}
+	}
+	// A long event that differs near its start or end, or in length, is
+	// told apart from the first one of its key.
+	long := `{"event_type":"e","p":"` + strings.Repeat("x", 3000) + `"}`
+	if d.check(ev("device-9", "", "z", long)) {
+		t.Error("first long event reported")
+	}
+	if !d.check(ev("device-9", "", "z", strings.Replace(long, `"e"`, `"f"`, 1))) {
+		t.Error("long events differing in event_type not reported")
+	}
+	if !d.check(ev("device-9", "", "z", long+" ")) {
+		t.Error("long events differing in length not reported")
 	}
 	// Bounded: many more keys than slots leave the table its size.
 	for i := 0; i < 10000; i++ {
