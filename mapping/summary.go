@@ -137,13 +137,6 @@ func orDefault(v, d int) int {
 	return v
 }
 
-// Skipped returns the records skipped as excluded at the source.
-func (s *Summary) Skipped() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.skipped
-}
-
 // IDRejections returns how many records were rejected for want of a usable
 // id because their ids were too short, or on Amplitude's blocked list.
 func (s *Summary) IDRejections() (short, blocked int64) {
