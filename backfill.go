@@ -69,6 +69,12 @@ type Event struct {
 	EventType string
 	Time      int64 // ms since epoch; 0 when absent
 	Pos       Position
+	// Profile marks an event made from a profile record (a user's or
+	// group's current properties, such as a Mixpanel People or PostHog
+	// persons export) rather than from a tracked event. The pipeline
+	// settles the profiles read before the first other event ahead of it,
+	// so they reach Amplitude before the events that follow them.
+	Profile bool
 }
 
 // Route is the Amplitude endpoint an event is sent to.

@@ -1,6 +1,7 @@
 package job
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -41,6 +42,10 @@ type Analysis struct {
 	MaxEPS, MaxRPS float64
 	// Other counts the events of a sharded dry run that other shards own.
 	Other int64
+	// Mapper holds the mapper's counters after the analysis (ids stripped
+	// as too short or blocked); MinIDLength is the effective minimum.
+	Mapper      mapping.Stats
+	MinIDLength int
 }
 
 // Sample is one problem with its location.
@@ -147,7 +152,44 @@ func Analyze(ctx context.Context, cfg Config) (*Analysis, error) {
 	batchBound := CeilingBound(a.ByRoute[backfill.RouteBatch], a.MaxEPS, a.MaxRPS, cfg.batchSize())
 	a.CeilingBound = cfg.ceilingBound(a.ByRoute, st.shards)
 	a.LowerBound = max(a.IDBound, batchBound) + a.CeilingBound - batchBound
+	a.Mapper = mapper.Stats()
+	a.MinIDLength = cmp.Or(cfg.MinIDLength, mapping.DefaultMinIDLength)
 	return a, nil
+}
+
+// Warnings returns what the user should know before sending although no
+// record is rejected for it: ids that the repair policy removes (too short
+// or blocked), and the records rejected because of such ids, each with the
+// count, its share and the flag or fix to use.
+func (a *Analysis) Warnings() []string {
+	_, mapped, _, _ := a.Summary.Counts()
+	shortRej, blockedRej := a.Summary.IDRejections()
+	share := func(n, of int64) string {
+		if of <= 0 {
+			return ""
+		}
+		return fmt.Sprintf(" (%.1f%% of %d valid events)", 100*float64(n)/float64(of), of)
+	}
+	var out []string
+	if n := a.Mapper.ShortIDs; n > 0 {
+		out = append(out, fmt.Sprintf("%d user_id/device_id values are shorter than %d characters%s: they are removed before sending, "+
+			"as Amplitude would strip them, and those events keep only their other id. If they are real ids (database keys such as \"7\"), "+
+			"run with --min-id-length N (N at most the length of your shortest ids, e.g. --min-id-length 1; sent to Amplitude as options.min_id_length)",
+			n, a.MinIDLength, share(n, mapped)))
+	}
+	if shortRej > 0 {
+		out = append(out, fmt.Sprintf("%d records would be rejected because their only id is shorter than %d characters; "+
+			"--min-id-length N (e.g. --min-id-length 1) sends them", shortRej, a.MinIDLength))
+	}
+	if n := a.Mapper.BlockedIDs; n > 0 {
+		out = append(out, fmt.Sprintf("%d user_id/device_id values are on Amplitude's blocked list (\"anonymous\", \"null\", \"0\", ...)%s: "+
+			"they are removed before sending, as Amplitude rejects them; no flag changes that: map another id with --mapping", n, share(n, mapped)))
+	}
+	if blockedRej > 0 {
+		out = append(out, fmt.Sprintf("%d records would be rejected because their only id is on Amplitude's blocked list; "+
+			"map another id with --mapping", blockedRej))
+	}
+	return out
 }
 
 // Invalid returns the number of records that would be dead-lettered.
@@ -167,6 +209,9 @@ func (a *Analysis) WriteText(w io.Writer, validate bool) {
 	a.Summary.WriteText(w)
 	for _, f := range a.Failed {
 		fmt.Fprintf(w, "unreadable: %s: %s\n", escape.Line(f.Where), escape.Line(f.Reason))
+	}
+	for _, warn := range a.Warnings() {
+		fmt.Fprintf(w, "warning: %s\n", warn)
 	}
 	if validate {
 		return

@@ -78,6 +78,9 @@ type Config struct {
 	MappingFile            string
 	SkipUserPropertiesSync bool
 	MinIDLength            int
+	// IncludeExcluded sends records the source excluded from Amplitude
+	// (mapping.Options.IncludeExcluded) instead of skipping them.
+	IncludeExcluded bool
 
 	// Sending.
 	Endpoint      string
@@ -227,6 +230,11 @@ func (c *Config) Fingerprint() (string, map[string]string) {
 		"skip_user_properties_sync": strconv.FormatBool(c.SkipUserPropertiesSync),
 		"min_id_length":             strconv.Itoa(c.MinIDLength),
 		"shard":                     c.Shard,
+	}
+	if c.IncludeExcluded {
+		// Only when set, so jobs checkpointed before the option existed
+		// keep their fingerprint.
+		desc["include_excluded"] = "true"
 	}
 	if len(c.ColumnTypes) > 0 {
 		var kv []string

@@ -42,16 +42,24 @@ type Report struct {
 	Status        backfill.Outcome `json:"status"`
 	Error         string           `json:"error,omitempty"`
 
-	EventsRead      int64 `json:"events_read"`
-	EventsAccepted  int64 `json:"events_accepted"`
-	EventsRejected  int64 `json:"events_rejected"`
-	EventsPending   int64 `json:"events_pending"` // read but not settled: parked or in flight at an interruption
-	RequestsBatch   int64 `json:"requests_batch"`
-	RequestsHTTPAPI int64 `json:"requests_httpapi"`
-	Responses429    int64 `json:"responses_429"`
-	Responses5xx    int64 `json:"responses_5xx"`
-	Retries         int64 `json:"retries"`
-	BytesSent       int64 `json:"bytes_sent"`
+	EventsRead     int64 `json:"events_read"`
+	EventsAccepted int64 `json:"events_accepted"`
+	EventsRejected int64 `json:"events_rejected"`
+	// EventsSkipped are records the source excluded from Amplitude
+	// (Segment's integrations object): settled, neither sent nor
+	// dead-lettered. A finished job has read = accepted + rejected + skipped.
+	EventsSkipped int64 `json:"events_skipped"`
+	EventsPending int64 `json:"events_pending"` // read but not settled: parked or in flight at an interruption
+	// DuplicateInsertIDs counts events that share their device (or user)
+	// and insert_id with an earlier, different event: Amplitude keeps only
+	// the first of them (see the log for the first examples).
+	DuplicateInsertIDs int64 `json:"duplicate_insert_ids"`
+	RequestsBatch      int64 `json:"requests_batch"`
+	RequestsHTTPAPI    int64 `json:"requests_httpapi"`
+	Responses429       int64 `json:"responses_429"`
+	Responses5xx       int64 `json:"responses_5xx"`
+	Retries            int64 `json:"retries"`
+	BytesSent          int64 `json:"bytes_sent"`
 
 	DurationSeconds float64 `json:"duration_seconds"` // this run
 	// LowerBoundSeconds is the least time Amplitude's per-id limits allow
@@ -106,6 +114,7 @@ type ObjectReport struct {
 	Read     int64   `json:"read"`
 	Accepted int64   `json:"accepted"`
 	Rejected int64   `json:"rejected"`
+	Skipped  int64   `json:"skipped,omitempty"`
 	Seconds  float64 `json:"seconds,omitempty"`
 	Error    string  `json:"error,omitempty"`
 }
@@ -147,6 +156,7 @@ type RunReport struct {
 	EventsRead     int64 `json:"events_read"`
 	EventsAccepted int64 `json:"events_accepted"`
 	EventsRejected int64 `json:"events_rejected"`
+	EventsSkipped  int64 `json:"events_skipped"`
 	Requests       int64 `json:"requests"`
 	Responses429   int64 `json:"responses_429"`
 	Retries        int64 `json:"retries"`
@@ -163,29 +173,32 @@ func buildReport(cfg *Config, st *checkpoint.State, objs []pipeline.ObjectStat, 
 	now := time.Now()
 	c := st.Counters
 	r := &Report{
-		SchemaVersion:   ReportSchemaVersion,
-		EventsRead:      c.EventsRead,
-		EventsAccepted:  c.EventsAccepted,
-		EventsRejected:  c.EventsRejected + c.EventsFiltered,
-		RequestsBatch:   c.RequestsBatch,
-		RequestsHTTPAPI: c.RequestsHTTPAPI,
-		Responses429:    c.Responses429,
-		Responses5xx:    c.Responses5xx,
-		Retries:         c.Retries,
-		BytesSent:       c.BytesSent,
-		DurationSeconds: now.Sub(started).Seconds(),
-		Runs:            st.RunCount,
-		StartedAt:       started,
-		FinishedAt:      now,
-		Routes:          map[string]RouteReport{},
-		DeadLetterFile:  cfg.DeadLetter,
-		Checkpoint:      redact.URL(cfg.Checkpoint),
-		ReportFile:      cfg.ReportFile,
-		Endpoint:        redact.URL(cfg.Endpoint),
+		SchemaVersion:      ReportSchemaVersion,
+		EventsRead:         c.EventsRead,
+		EventsAccepted:     c.EventsAccepted,
+		EventsRejected:     c.EventsRejected,
+		EventsSkipped:      c.EventsFiltered,
+		DuplicateInsertIDs: c.Extra[pipeline.CounterDuplicateInsertIDs],
+		RequestsBatch:      c.RequestsBatch,
+		RequestsHTTPAPI:    c.RequestsHTTPAPI,
+		Responses429:       c.Responses429,
+		Responses5xx:       c.Responses5xx,
+		Retries:            c.Retries,
+		BytesSent:          c.BytesSent,
+		DurationSeconds:    now.Sub(started).Seconds(),
+		Runs:               st.RunCount,
+		StartedAt:          started,
+		FinishedAt:         now,
+		Routes:             map[string]RouteReport{},
+		DeadLetterFile:     cfg.DeadLetter,
+		Checkpoint:         redact.URL(cfg.Checkpoint),
+		ReportFile:         cfg.ReportFile,
+		Endpoint:           redact.URL(cfg.Endpoint),
 		Run: RunReport{
 			EventsRead:     stats.Read.Load(),
 			EventsAccepted: stats.Accepted.Load(),
 			EventsRejected: stats.Rejected.Load(),
+			EventsSkipped:  stats.Skipped.Load(),
 			Requests:       stats.RequestsBatch.Load() + stats.RequestsHTTPAPI.Load(),
 			Responses429:   stats.Responses429.Load(),
 			Retries:        stats.Retries.Load(),
@@ -213,7 +226,7 @@ func buildReport(cfg *Config, st *checkpoint.State, objs []pipeline.ObjectStat, 
 		cp := st.Objects[o.URL]
 		or := ObjectReport{URL: o.URL, Route: o.Route.String(), Error: o.Err}
 		if cp != nil {
-			or.Read, or.Accepted, or.Rejected = cp.Read, cp.Accepted, cp.Rejected+cp.Filtered
+			or.Read, or.Accepted, or.Rejected, or.Skipped = cp.Read, cp.Accepted, cp.Rejected, cp.Filtered
 		}
 		switch {
 		case o.Skipped:
@@ -254,17 +267,17 @@ func buildReport(cfg *Config, st *checkpoint.State, objs []pipeline.ObjectStat, 
 			status = "done"
 			r.ObjectsDone++
 		}
-		r.Objects = append(r.Objects, ObjectReport{URL: url, Status: status, Read: cp.Read, Accepted: cp.Accepted, Rejected: cp.Rejected + cp.Filtered, Error: cp.Error})
+		r.Objects = append(r.Objects, ObjectReport{URL: url, Status: status, Read: cp.Read, Accepted: cp.Accepted, Rejected: cp.Rejected, Skipped: cp.Filtered, Error: cp.Error})
 	}
 	sort.Slice(r.Objects, func(i, j int) bool { return r.Objects[i].URL < r.Objects[j].URL })
 	r.ObjectsTotal = len(r.Objects)
 	// Records read in this run but not settled (parked, or in flight at an
 	// interruption) are not in the checkpoint's counters, which count only
 	// settled records so that resumes never count a record twice.
-	if pending := r.Run.EventsRead - r.Run.EventsAccepted - r.Run.EventsRejected; pending > 0 {
+	if pending := r.Run.EventsRead - r.Run.EventsAccepted - r.Run.EventsRejected - r.Run.EventsSkipped; pending > 0 {
 		r.EventsRead += pending
 	}
-	r.EventsPending = r.EventsRead - r.EventsAccepted - r.EventsRejected
+	r.EventsPending = r.EventsRead - r.EventsAccepted - r.EventsRejected - r.EventsSkipped
 	if r.EventsRejected > 0 {
 		if sum, _, err := deadletter.SummarizeFile(cfg.DeadLetter); err == nil {
 			for _, rc := range sum.Top(10) {
@@ -279,12 +292,12 @@ func buildReport(cfg *Config, st *checkpoint.State, objs []pipeline.ObjectStat, 
 		r.Status, r.err = backfill.OutcomeOf(runErr), runErr
 	case r.ObjectsFailed > 0:
 		r.Status, r.err = StatusFailed, fmt.Errorf("%w: %d of %d objects could not be read (see the report); rerun to retry them", ErrObjects, r.ObjectsFailed, r.ObjectsTotal)
-	case r.EventsRead != r.EventsAccepted+r.EventsRejected:
+	case r.EventsRead != r.EventsAccepted+r.EventsRejected+r.EventsSkipped:
 		// Not parked (that is runErr's ErrParked) and not interrupted:
-		// records read but neither accepted nor dead-lettered are a
-		// failure to report as such, not "incomplete, run again later".
-		r.Status, r.err = StatusFailed, fmt.Errorf("%d events were read but not settled (events_read %d != events_accepted %d + events_rejected %d); the checkpoint is saved and a rerun sends them",
-			r.EventsRead-r.EventsAccepted-r.EventsRejected, r.EventsRead, r.EventsAccepted, r.EventsRejected)
+		// records read but not settled are a failure to report as such,
+		// not "incomplete, run again later".
+		r.Status, r.err = StatusFailed, fmt.Errorf("%d events were read but not settled (events_read %d != events_accepted %d + events_rejected %d + events_skipped %d); the checkpoint is saved and a rerun sends them",
+			r.EventsRead-r.EventsAccepted-r.EventsRejected-r.EventsSkipped, r.EventsRead, r.EventsAccepted, r.EventsRejected, r.EventsSkipped)
 	case r.EventsRejected > 0:
 		r.Status, r.err = StatusRejected, ErrRejected
 	default:
@@ -320,10 +333,16 @@ func (r *Report) WriteFile(name string) error {
 func (r *Report) WriteSummary(w io.Writer) {
 	fmt.Fprintf(w, "\nbackfill %s in %s\n", strings.ReplaceAll(string(r.Status), "_", " "), time.Duration(r.DurationSeconds*float64(time.Second)).Round(time.Millisecond))
 	fmt.Fprintf(w, "  events   read %d = accepted %d + rejected %d", r.EventsRead, r.EventsAccepted, r.EventsRejected)
+	if r.EventsSkipped != 0 {
+		fmt.Fprintf(w, " + skipped %d (excluded at the source)", r.EventsSkipped)
+	}
 	if r.EventsPending != 0 {
 		fmt.Fprintf(w, " + pending %d", r.EventsPending)
 	}
 	fmt.Fprintln(w)
+	if r.DuplicateInsertIDs > 0 {
+		fmt.Fprintf(w, "  warning  %d events share their id and insert_id with a different earlier event; Amplitude keeps only the first (examples in the log)\n", r.DuplicateInsertIDs)
+	}
 	fmt.Fprintf(w, "  requests batch %d, httpapi %d; 429s %d; 5xx %d; retries %d\n", r.RequestsBatch, r.RequestsHTTPAPI, r.Responses429, r.Responses5xx, r.Retries)
 	if r.HottestEvents > 0 {
 		fmt.Fprintf(w, "  pace     lower bound %s (hottest id %s: %d events%s), actual %s\n",

@@ -68,11 +68,15 @@ func readerOptions(cfg *Config) reader.Options {
 // mapping.Error tells the pipeline how to dead-letter a record.
 var _ pipeline.StagedError = (*mapping.Error)(nil)
 
+// mapping.Error tells the pipeline which records the source excluded.
+var _ pipeline.SkippedError = (*mapping.Error)(nil)
+
 func newMapper(cfg *Config) (*mapping.Mapper, error) {
 	opts := mapping.Options{
 		Preset:                 cfg.Preset,
 		SkipUserPropertiesSync: cfg.SkipUserPropertiesSync,
 		MinIDLength:            cfg.MinIDLength,
+		IncludeExcluded:        cfg.IncludeExcluded,
 		// Every caller here drops a record once it is mapped.
 		OwnRecords: true,
 	}

@@ -76,7 +76,7 @@ func ExampleMapper_Map() {
 		panic(err)
 	}
 	fmt.Println(string(ev.Raw))
-	// Output: {"user_id":"user-0001","event_type":"Signed Up","time":1618716477000,"insert_id":"a1","os_name":"iOS","$skip_user_properties_sync":true,"event_properties":{"plan":"pro"}}
+	// Output: {"user_id":"user-0001","event_type":"Signed Up","time":1618716477000,"insert_id":"bfh-a4550d79ed717897359e5bf4f3907813","platform":"iOS","os_name":"iOS","$skip_user_properties_sync":true,"event_properties":{"$insert_id":"a1","plan":"pro"}}
 }
 
 // BenchmarkParseBaseline is one fastjson parse of the same event, the floor

@@ -57,6 +57,8 @@ type crule struct {
 	typ          string
 	lower        bool
 	lenient      bool
+	values       map[string]string
+	pair         [2]path
 }
 
 type target struct {
@@ -92,7 +94,12 @@ type plan struct {
 	hasFrom, hasTo       bool
 	skipWhen             [][]cond
 
-	hash, require []path
+	hash, require [][]path
+
+	excludeWhen [][]cond
+	profileWhen [][]cond
+	notes       []string
+	keep        []path // paths of keep rules, released after compiling
 }
 
 func compile(s *Spec) (*plan, error) {
@@ -168,6 +175,7 @@ func compile(s *Spec) (*plan, error) {
 			pl.explicit[slot] = true
 		}
 	}
+	pl.releaseKept(s)
 	sort.SliceStable(pl.tops, func(i, j int) bool { return pl.tops[i].slot < pl.tops[j].slot })
 
 	if p := s.Properties; p != nil {
@@ -217,22 +225,50 @@ func compile(s *Spec) (*plan, error) {
 	}
 
 	if ii := s.InsertID; ii != nil {
-		for _, h := range ii.Hash {
-			p, err := parsePath(h)
-			if err != nil {
-				return nil, bad("insert_id.hash: %v", err)
-			}
-			pl.hash = append(pl.hash, p)
+		var err error
+		if pl.hash, err = compileAlts(ii.Hash); err != nil {
+			return nil, bad("insert_id.hash: %v", err)
 		}
-		for _, h := range ii.Require {
-			p, err := parsePath(h)
-			if err != nil {
-				return nil, bad("insert_id.require: %v", err)
-			}
-			pl.require = append(pl.require, p)
+		if pl.require, err = compileAlts(ii.Require); err != nil {
+			return nil, bad("insert_id.require: %v", err)
 		}
 	}
+	for i, w := range s.ExcludeWhen {
+		cs, err := compileConds(w)
+		if err != nil {
+			return nil, bad("exclude_when[%d]: %v", i, err)
+		}
+		pl.excludeWhen = append(pl.excludeWhen, cs)
+	}
+	for i, w := range s.ProfileWhen {
+		cs, err := compileConds(w)
+		if err != nil {
+			return nil, bad("profile_when[%d]: %v", i, err)
+		}
+		pl.profileWhen = append(pl.profileWhen, cs)
+	}
+	pl.notes = s.Notes
 	return pl, nil
+}
+
+// compileAlts compiles a list of entries, each a list of alternative paths.
+func compileAlts(xs []Strings) ([][]path, error) {
+	var out [][]path
+	for _, alts := range xs {
+		if len(alts) == 0 {
+			return nil, fmt.Errorf("empty entry")
+		}
+		var ps []path
+		for _, a := range alts {
+			p, err := parsePath(a)
+			if err != nil {
+				return nil, err
+			}
+			ps = append(ps, p)
+		}
+		out = append(out, ps)
+	}
+	return out, nil
 }
 
 func setOf(xs []string) map[string]bool {
@@ -268,6 +304,35 @@ func compileConds(m map[string]Strings) ([]cond, error) {
 		cs = append(cs, cond{p: p, vals: m[k]})
 	}
 	return cs, nil
+}
+
+// releaseKept un-consumes the keys read only by keep rules: a key that some
+// rule without keep reads stays consumed.
+func (pl *plan) releaseKept(s *Spec) {
+	if len(pl.keep) == 0 {
+		return
+	}
+	used := map[string]bool{}
+	probe := &plan{unmappedFrom: pl.unmappedFrom, consumed: used}
+	for _, rules := range s.Fields {
+		for _, r := range rules {
+			if r.Keep {
+				continue
+			}
+			_, _ = probe.compileRule(r)
+		}
+	}
+	for _, p := range pl.keep {
+		if len(p) > len(pl.unmappedFrom) && p.hasPrefix(pl.unmappedFrom) {
+			k := p[len(pl.unmappedFrom)]
+			if _, top := fieldIndex[k]; pl.passthrough && len(pl.unmappedFrom) == 0 && top {
+				continue // consumed as a passthrough field, not by the rule
+			}
+			if !used[k] {
+				delete(pl.consumed, k)
+			}
+		}
+	}
 }
 
 // consume marks the key of p directly below unmapped.from as used.
@@ -312,9 +377,30 @@ func (pl *plan) compileRule(r Rule) (crule, error) {
 		}
 		cr.tmpl = parts
 	}
-	if n != 1 {
-		return cr, fmt.Errorf("a rule needs exactly one of from, const, template")
+	if len(r.Pair) > 0 {
+		n++
+		if len(r.Pair) != 2 {
+			return cr, fmt.Errorf("pair needs two paths: [key, value]")
+		}
+		for i, f := range r.Pair {
+			p, err := parsePath(f)
+			if err != nil {
+				return cr, err
+			}
+			cr.pair[i] = p
+			pl.consume(p)
+		}
 	}
+	if n != 1 {
+		return cr, fmt.Errorf("a rule needs exactly one of from, const, template, pair")
+	}
+	if r.Keep {
+		// Undo the consumption above: the keys stay unmapped too. Only
+		// keys that no other rule consumed are released, so compile
+		// marks kept keys after all rules (see keepKeys).
+		pl.keep = append(pl.keep, cr.from...)
+	}
+	cr.values = r.Values
 	var err error
 	if cr.when, err = compileConds(r.When); err != nil {
 		return cr, err

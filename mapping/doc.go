@@ -34,11 +34,25 @@
 // fails again, the RecordError's Raw is the inner record, so entries never
 // nest.
 //
+// # Shapes, profiles and exclusions
+//
+// A preset reads every export shape its vendor documents and tells them
+// apart per record with rule conditions (when/unless, "*" for a present
+// value), so one run can mix them. Records matching the spec's
+// profile_when are profiles (Event.Profile): they become $identify events
+// without $skip_user_properties_sync and without event_properties.
+// Records matching exclude_when were excluded from Amplitude by the source
+// itself; Map fails them with ErrSkipped (Options.IncludeExcluded sends
+// them). Describe renders a preset field by field, for "backfill presets
+// show" and the README.
+//
 // # Errors
 //
 // Map returns *Error values. errors.As(err, **backfill.RecordError) gives
 // the record error to dead-letter (Reason names the field); errors.Is(err,
 // ErrFiltered) marks a record dropped by a filter (Reason "filtered: ..."),
+// errors.Is(err, ErrSkipped) one excluded at the source (Reason
+// "skipped: ..."; not to be dead-lettered),
 // errors.Is(err, ErrRejected) one that cannot be mapped or is invalid, and
 // validation failures also match validate.ErrInvalid. Error.Code is a stable
 // reason code for counting. Spec loading fails with ErrInvalidSpec or

@@ -24,6 +24,9 @@ type state struct {
 	inner *fastjson.Value // the data of a re-fed dead-letter entry
 	// dlInsertID is the insert_id of a re-fed dead-letter entry.
 	dlInsertID string
+	// profile is set by apply for a record matching the spec's
+	// profile_when.
+	profile bool
 }
 
 func newState() *state {
@@ -36,6 +39,7 @@ func (st *state) reset() {
 	st.nobj = 0
 	st.inner = nil
 	st.dlInsertID = ""
+	st.profile = false
 }
 
 // parser returns a spare parser whose values live until the call ends.
@@ -103,6 +107,7 @@ func (pl *plan) apply(st *state, root *fastjson.Value) error {
 		}
 	}
 	rootObj, _ := root.Object()
+	st.profile = len(pl.profileWhen) > 0 && matchAny(root, pl.profileWhen) != ""
 	if pl.passthrough {
 		var err error
 		rootObj.Visit(func(kb []byte, val *fastjson.Value) {
@@ -121,7 +126,9 @@ func (pl *plan) apply(st *state, root *fastjson.Value) error {
 			return err
 		}
 	}
-	if pl.unmappedTo >= 0 {
+	if pl.unmappedTo >= 0 && !st.profile {
+		// A profile is no event: its properties go only where rules put
+		// them (user_properties.$set), not into event_properties.
 		if src := pl.unmappedFrom.lookup(root); src != nil && src.Type() == fastjson.TypeObject {
 			atRoot := len(pl.unmappedFrom) == 0
 			o, _ := src.Object()
@@ -261,13 +268,17 @@ func (pl *plan) evalTarget(st *state, root *fastjson.Value, t *target) (outVal, 
 }
 
 // condsHold reports whether all conditions hold (want=true) or none does
-// (want=false).
+// (want=false). A scalar matches its text; "" matches an absent, null or
+// empty value; "*" matches any non-empty value, objects and arrays
+// included (which match nothing else).
 func condsHold(root *fastjson.Value, cs []cond, want bool) bool {
 	for _, c := range cs {
-		s, _ := srcScalar(c.p.lookup(root))
+		v := c.p.lookup(root)
+		s, scalar := srcScalar(v)
+		empty := emptySrc(v)
 		match := false
 		for _, x := range c.vals {
-			if s == x {
+			if (x == "*" && !empty) || (x == "" && empty) || (scalar && x != "" && s == x) {
 				match = true
 				break
 			}
@@ -289,6 +300,39 @@ func (pl *plan) skipReason(root *fastjson.Value) string {
 				parts[i] = c.p.String() + "=" + s
 			}
 			return "skip_when " + strings.Join(parts, ",")
+		}
+	}
+	return ""
+}
+
+// firstPresent returns the first non-empty value among alternative paths.
+func firstPresent(root *fastjson.Value, alts []path) *fastjson.Value {
+	for _, p := range alts {
+		if v := p.lookup(root); !emptySrc(v) {
+			return v
+		}
+	}
+	return nil
+}
+
+// matchAny returns a description of the first condition set of css that
+// holds for root, or "".
+func matchAny(root *fastjson.Value, css [][]cond) string {
+	for _, cs := range css {
+		if condsHold(root, cs, true) {
+			parts := make([]string, len(cs))
+			for i, c := range cs {
+				v := c.p.lookup(root)
+				s, ok := srcScalar(v)
+				switch {
+				case emptySrc(v):
+					s = "absent"
+				case !ok:
+					s = "{…}"
+				}
+				parts[i] = c.p.String() + "=" + s
+			}
+			return strings.Join(parts, ",")
 		}
 	}
 	return ""
@@ -320,17 +364,17 @@ func (pl *plan) hashInsertID(st *state, root *fastjson.Value) string {
 	if len(pl.hash) == 0 {
 		return ""
 	}
-	for _, p := range pl.require {
-		if emptySrc(p.lookup(root)) {
+	for _, alts := range pl.require {
+		if firstPresent(root, alts) == nil {
 			return ""
 		}
 	}
 	b := st.hbuf[:0]
-	for i, p := range pl.hash {
+	for i, alts := range pl.hash {
 		if i > 0 {
 			b = append(b, 0x1f)
 		}
-		s, _ := srcScalar(p.lookup(root))
+		s, _ := srcScalar(firstPresent(root, alts))
 		b = append(b, s...)
 	}
 	st.hbuf = b

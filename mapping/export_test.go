@@ -1,26 +1,8 @@
 package mapping
 
-import "sync/atomic"
-
 // FastPath reports whether records already in Amplitude's shape are
 // passed through without re-encoding (the amplitude preset).
 func (m *Mapper) FastPath() bool { return m.plan.fast }
-
-// Stats returns a snapshot of the counters.
-func (m *Mapper) Stats() Stats {
-	c := &m.stats
-	s := Stats{
-		Mapped: c.mapped.Load(), FastPath: c.fast.Load(), Repaired: c.repaired.Load(),
-		Truncated: c.truncated.Load(), IDsStripped: c.stripped.Load(), Derived: c.derived.Load(),
-		Refed: c.refed.Load(), Filtered: c.filtered.Load(), Rejected: c.rejected.Load(),
-		RejectedBy: map[string]int64{},
-	}
-	c.byCode.Range(func(k, v any) bool {
-		s.RejectedBy[k.(string)] = v.(*atomic.Int64).Load()
-		return true
-	})
-	return s
-}
 
 // Reasons returns the failures per code (Error.Code; "filtered" included).
 func (s *Summary) Reasons() map[string]int64 {

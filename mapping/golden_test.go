@@ -139,8 +139,9 @@ func checkEvent(t *testing.T, line int, rec backfill.Record, ev backfill.Event) 
 	if tm, _ := obj["time"].(float64); int64(tm) != ev.Time {
 		t.Errorf("line %d: Time=%d, Raw has %v", line, ev.Time, obj["time"])
 	}
-	if _, ok := obj["$skip_user_properties_sync"]; !ok {
-		t.Errorf("line %d: no $skip_user_properties_sync", line)
+	if _, ok := obj["$skip_user_properties_sync"]; ok == ev.Profile {
+		// Profiles keep Amplitude's user-property sync; events skip it.
+		t.Errorf("line %d: $skip_user_properties_sync present=%v for Profile=%v", line, ok, ev.Profile)
 	}
 	if ev.Pos != rec.Pos {
 		t.Errorf("line %d: Pos=%v, want %v", line, ev.Pos, rec.Pos)

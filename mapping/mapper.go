@@ -28,12 +28,18 @@ var (
 	ErrFiltered = errors.New("filtered")
 	// ErrRejected marks a record that cannot be mapped or fails validation.
 	ErrRejected = errors.New("rejected")
+	// ErrSkipped marks a record the source itself excluded from Amplitude
+	// (the spec's exclude_when, such as Segment's integrations
+	// {"Amplitude": false}): it is settled as skipped, neither sent nor
+	// dead-lettered, unless Options.IncludeExcluded is set.
+	ErrSkipped = errors.New("skipped")
 )
 
 // Reason codes used in Error.Code and Stats.Rejected, beside the
 // validate.Code* codes.
 const (
 	CodeFiltered     = "filtered"
+	CodeSkipped      = "skipped"
 	CodeInvalidField = validate.CodeInvalidField
 	CodeInvalidJSON  = validate.CodeInvalidJSON
 	CodeDeadLetter   = "bad_dead_letter"
@@ -58,6 +64,11 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return e.Record.Error() }
+
+// Skipped reports that the record was excluded at the source (ErrSkipped):
+// the pipeline settles it as skipped instead of dead-lettering it
+// (pipeline.SkippedError).
+func (e *Error) Skipped() bool { return e.Code == CodeSkipped }
 
 // Rejection names the dead-letter stage of the record and the insert_id its
 // entry keeps (pipeline.StagedError): filter for ErrFiltered, decode for a
@@ -93,6 +104,9 @@ type Options struct {
 	AllowMissingTime bool
 	// Now is the clock for the future-time bound; default time.Now.
 	Now func() time.Time
+	// IncludeExcluded sends records the source excluded from Amplitude
+	// (the spec's exclude_when) instead of skipping them.
+	IncludeExcluded bool
 	// OwnRecords lets Map reuse a record's Data buffer for the event when it
 	// has room (see backfill.RecordHeadroom) instead of copying it. Set it
 	// only when the caller never reads a record's Data again after a
@@ -222,11 +236,16 @@ func (m *Mapper) fail(rec backfill.Record, raw []byte, code string, err error) *
 	}
 	sentinel := ErrRejected
 	reason := err.Error()
-	if code == CodeFiltered {
+	switch code {
+	case CodeFiltered:
 		sentinel = ErrFiltered
 		reason = "filtered: " + reason
 		m.stats.filtered.Add(1)
-	} else {
+	case CodeSkipped:
+		sentinel = ErrSkipped
+		reason = "skipped: " + reason
+		m.stats.skipped.Add(1)
+	default:
 		m.stats.reject(code)
 		if ve != nil {
 			sentinel = errors.Join(ErrRejected, ve)
@@ -283,6 +302,11 @@ func (m *Mapper) mapRecord(st *state, rec backfill.Record) (backfill.Event, stri
 	if len(pl.skipWhen) > 0 {
 		if why := pl.skipReason(root); why != "" {
 			return backfill.Event{}, CodeFiltered, errors.New(why)
+		}
+	}
+	if len(pl.excludeWhen) > 0 && !m.opt.IncludeExcluded {
+		if why := matchAny(root, pl.excludeWhen); why != "" {
+			return backfill.Event{}, CodeSkipped, errors.New("excluded at the source (" + why + ")")
 		}
 	}
 	if pl.fast && !refed {
@@ -386,6 +410,8 @@ func (m *Mapper) countRepairs(res *validate.Result) {
 	m.stats.repaired.Add(1)
 	if n := res.StrippedIDs(); n > 0 {
 		m.stats.stripped.Add(int64(n))
+		m.stats.blockedIDs.Add(int64(res.BlockedIDs))
+		m.stats.shortIDs.Add(int64(n - res.BlockedIDs))
 	}
 	if res.Truncated > 0 {
 		m.stats.truncated.Add(int64(res.Truncated))
@@ -424,7 +450,9 @@ func (m *Mapper) generic(st *state, rec backfill.Record, root *fastjson.Value, d
 		m.stats.derived.Add(1)
 		st.top[iSlot] = strVal(id)
 	}
-	if m.opt.SkipUserPropertiesSync {
+	if m.opt.SkipUserPropertiesSync && !st.profile {
+		// A profile is the user's current state: its $identify must
+		// update the user table, so it keeps Amplitude's default (sync).
 		if s := fieldIndex["$skip_user_properties_sync"]; st.top[s].kind == kNone {
 			st.top[s] = boolVal(true)
 		}
@@ -468,5 +496,6 @@ func (m *Mapper) generic(st *state, rec backfill.Record, root *fastjson.Value, d
 	return backfill.Event{
 		Raw: raw, DeviceID: res.DeviceID, UserID: res.UserID, InsertID: res.InsertID,
 		EventType: res.EventType, Time: res.Time, Pos: rec.Pos,
+		Profile: st.profile,
 	}, "", nil
 }

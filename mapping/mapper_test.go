@@ -120,7 +120,7 @@ func TestErrors(t *testing.T) {
 		code     string
 		reason   string
 	}{
-		{"Filtered", `{"event":"$identify","properties":{"time":1,"distinct_id":"user-1"}}`, mapping.ErrFiltered, "filtered", `filtered: event_type "$identify" is in drop_event_types`},
+		{"Filtered", `{"event":"$merge","properties":{"time":1,"distinct_id":"user-1"}}`, mapping.ErrFiltered, "filtered", `filtered: event_type "$merge" is in drop_event_types`},
 		{"InvalidJSON", `{"event":`, mapping.ErrRejected, "invalid_json", "invalid JSON"},
 		{"MissingID", `{"event":"x","properties":{"time":1618716477}}`, validate.ErrInvalid, "missing_id", "missing user_id and device_id"},
 		{"BadTime", `{"event":"x","properties":{"time":"soon","distinct_id":"user-1"}}`, mapping.ErrRejected, "invalid_time", `invalid time: "soon" is not a timestamp`},

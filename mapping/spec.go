@@ -55,6 +55,20 @@ type Spec struct {
 	Filters *Filters `yaml:"filters,omitempty"`
 	// InsertID says how insert_id is derived when no rule maps it.
 	InsertID *InsertID `yaml:"insert_id,omitempty"`
+	// ExcludeWhen lists condition sets (source path -> values, all must
+	// hold) of records the source itself excluded from Amplitude, such as
+	// Segment messages with integrations {"Amplitude": false}. They are
+	// skipped (ErrSkipped: settled, counted, neither sent nor
+	// dead-lettered) unless Options.IncludeExcluded is set.
+	ExcludeWhen []map[string]Strings `yaml:"exclude_when,omitempty"`
+	// ProfileWhen lists condition sets of records that are profiles (a
+	// vendor's user or group state rather than an event: Mixpanel People,
+	// PostHog persons). Their events carry backfill.Event.Profile, so the
+	// pipeline sends them before the events that follow them.
+	ProfileWhen []map[string]Strings `yaml:"profile_when,omitempty"`
+	// Notes are short remarks on what the spec drops or decides, printed
+	// by Describe (and so in the README's per-preset tables).
+	Notes []string `yaml:"notes,omitempty"`
 }
 
 // Rule is one way to compute a target value. Exactly one of From, Const and
@@ -101,6 +115,18 @@ type Rule struct {
 	// next rule is tried) instead of rejecting the record. Presets use it
 	// for optional fields read from free-form vendor properties.
 	Lenient bool `yaml:"lenient,omitempty"`
+	// Values maps a scalar source value (compared as text) to an output
+	// string: {web: Web, iphone: iOS}. A value not listed yields nothing,
+	// so the next rule is tried.
+	Values map[string]string `yaml:"values,omitempty"`
+	// Keep leaves the source keys the rule reads in the unmapped object
+	// too (by default a key a rule reads is consumed), so that a value
+	// that also becomes an Amplitude field stays an event property.
+	Keep bool `yaml:"keep,omitempty"`
+	// Pair builds a one-entry object {value at Pair[0]: value at Pair[1]}
+	// (PostHog's $group_type and $group_key become groups). It stands in
+	// for From; the rule yields nothing when either value is empty.
+	Pair []string `yaml:"pair,omitempty"`
 }
 
 // Rules is a list of rules tried in order. In YAML it may be written as a
@@ -144,11 +170,14 @@ type Filters struct {
 type InsertID struct {
 	// Hash lists source paths whose values are hashed into the insert_id:
 	// "bfh-" + the first 32 hex digits of SHA-256 over the values joined by
-	// 0x1f. Absent values hash as "".
-	Hash []string `yaml:"hash,omitempty"`
-	// Require lists paths that must be non-empty for Hash to be used;
-	// otherwise the position-derived id (DeriveInsertID) is used.
-	Require []string `yaml:"require,omitempty"`
+	// 0x1f. Absent values hash as "". An entry may be a list of
+	// alternative paths (the first non-empty one is used), for vendors
+	// whose export shapes name the same field differently.
+	Hash []Strings `yaml:"hash,omitempty"`
+	// Require lists paths (or lists of alternatives) that must be
+	// non-empty for Hash to be used; otherwise the position-derived id
+	// (DeriveInsertID) is used.
+	Require []Strings `yaml:"require,omitempty"`
 }
 
 // Errors returned while loading specs.
@@ -160,7 +189,7 @@ var (
 )
 
 var ruleKeys = []string{"from", "const", "template", "when", "unless", "if_prefix", "unless_prefix",
-	"trim_prefix", "unless_same_as", "kv_key", "flatten", "time", "type", "lower", "lenient"}
+	"trim_prefix", "unless_same_as", "kv_key", "flatten", "time", "type", "lower", "lenient", "values", "keep", "pair"}
 
 // UnmarshalYAML accepts "path", {rule}, or a list of either.
 func (r *Rules) UnmarshalYAML(n *yaml.Node) error {
@@ -334,6 +363,9 @@ func merge(base, child *Spec) *Spec {
 	if child.InsertID != nil {
 		out.InsertID = child.InsertID
 	}
+	out.ExcludeWhen = append(slices.Clone(base.ExcludeWhen), child.ExcludeWhen...)
+	out.ProfileWhen = append(slices.Clone(base.ProfileWhen), child.ProfileWhen...)
+	out.Notes = append(slices.Clone(base.Notes), child.Notes...)
 	if child.Properties != nil {
 		p := Properties{}
 		if base.Properties != nil {
@@ -379,5 +411,6 @@ func merge(base, child *Spec) *Spec {
 // description (so the amplitude fast path still applies).
 func (s *Spec) onlyFilters() bool {
 	return s.Passthrough == nil && len(s.DecodeJSON) == 0 && len(s.Fields) == 0 &&
-		s.Unmapped == nil && s.Properties == nil && s.InsertID == nil
+		s.Unmapped == nil && s.Properties == nil && s.InsertID == nil &&
+		len(s.ExcludeWhen) == 0 && len(s.ProfileWhen) == 0
 }

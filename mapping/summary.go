@@ -7,11 +7,13 @@ import (
 	"math"
 	"math/bits"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/backfillhq/backfill"
 	"github.com/backfillhq/backfill/internal/escape"
+	"github.com/backfillhq/backfill/validate"
 )
 
 // Defaults for Summary.
@@ -36,6 +38,7 @@ type Summary struct {
 	total    int64
 	mapped   int64
 	filtered int64
+	skipped  int64
 	rejected int64
 	reasons  map[string]int64
 	samples  []Sample
@@ -44,6 +47,10 @@ type Summary struct {
 	maxTime  int64
 	users    distinct
 	devices  distinct
+
+	// shortRejected and blockedRejected count rejections for want of an id
+	// because the ids there were too short or blocked.
+	shortRejected, blockedRejected int64
 }
 
 // Sample is one bad record kept by a Summary.
@@ -85,7 +92,18 @@ func (s *Summary) Add(ev backfill.Event, err error) {
 			s.filtered++
 			return
 		}
+		if errors.Is(err, ErrSkipped) {
+			s.skipped++
+			return
+		}
 		s.rejected++
+		if code == validate.CodeMissingID {
+			if strings.Contains(smp.Reason, " too short (") {
+				s.shortRejected++
+			} else if strings.Contains(smp.Reason, " is blocked") {
+				s.blockedRejected++
+			}
+		}
 		if len(s.samples) < orDefault(s.MaxSamples, DefaultSummarySamples) {
 			s.samples = append(s.samples, smp)
 		}
@@ -119,6 +137,14 @@ func orDefault(v, d int) int {
 	return v
 }
 
+// IDRejections returns how many records were rejected for want of a usable
+// id because their ids were too short, or on Amplitude's blocked list.
+func (s *Summary) IDRejections() (short, blocked int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.shortRejected, s.blockedRejected
+}
+
 // Counts returns the records seen, mapped, filtered and rejected.
 func (s *Summary) Counts() (total, mapped, filtered, rejected int64) {
 	s.mu.Lock()
@@ -134,6 +160,9 @@ func (s *Summary) WriteText(w io.Writer) error {
 	ew.printf("records:   %d\n", s.total)
 	ew.printf("valid:     %d\n", s.mapped)
 	ew.printf("filtered:  %d\n", s.filtered)
+	if s.skipped > 0 {
+		ew.printf("skipped:   %d (excluded at the source; --include-excluded sends them)\n", s.skipped)
+	}
 	ew.printf("rejected:  %d\n", s.rejected)
 	codes := make([]string, 0, len(s.reasons))
 	for c := range s.reasons {

@@ -18,7 +18,7 @@ func TestSummary(t *testing.T) {
 		`{"event":"A","properties":{"time":1618716477,"distinct_id":"user-0001"}}`,
 		`{"event":"B","properties":{"time":1618716480,"distinct_id":"user-0002","$device_id":"dev-00001"}}`,
 		`{"event":"C","properties":{"time":1618716470,"distinct_id":"user-0001"}}`,
-		`{"event":"$identify","properties":{"time":1618716477,"distinct_id":"user-0001"}}`,
+		`{"event":"$merge","properties":{"time":1618716477,"distinct_id":"user-0001"}}`,
 		`{"event":"D","properties":{"time":1618716477}}`,
 		`{"event":"E","properties":{"distinct_id":"user-0001"}}`,
 	}

@@ -12,6 +12,15 @@ func (r *crule) value(st *state, root *fastjson.Value) (outVal, bool) {
 	switch {
 	case r.hasConst:
 		return r.constv, true
+	case r.pair[0] != nil:
+		k, ok := srcScalar(r.pair[0].lookup(root))
+		vsrc := r.pair[1].lookup(root)
+		if !ok || k == "" || emptySrc(vsrc) {
+			return outVal{}, false
+		}
+		o := st.newObj()
+		o.set(k, srcVal(vsrc))
+		return outVal{kind: kObj, obj: o}, true
 	case r.tmpl != nil:
 		var sb strings.Builder
 		for _, p := range r.tmpl {
@@ -65,6 +74,14 @@ func (r *crule) value(st *state, root *fastjson.Value) (outVal, bool) {
 					v = strVal(t)
 				}
 			}
+		}
+		if r.values != nil {
+			s, ok := v.scalar()
+			out, listed := r.values[s]
+			if !ok || !listed {
+				continue
+			}
+			v = strVal(out)
 		}
 		return v, true
 	}

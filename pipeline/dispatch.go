@@ -16,6 +16,13 @@ func (r *run) dispatch(ctx context.Context, ordered <-chan *mapJob) error {
 	route := backfill.RouteBatch
 	devs, users := hotids.New(0), hotids.New(0)
 	var counted int64
+	var dup *dupes
+	if r.cfg.DupeSlots >= 0 {
+		dup = newDupes(r.cfg.DupeSlots)
+	}
+	// profiles (profile records of the spec, such as Mixpanel People) read
+	// before the first other event are settled before it is sent.
+	profiles, profilesDone := false, false
 	defer func() {
 		for _, top := range [][]hotids.IDCount{devs.Top(1), users.Top(1)} {
 			if len(top) > 0 && top[0].Count > r.stats.Hottest.Count {
@@ -44,6 +51,11 @@ func (r *run) dispatch(ctx context.Context, ordered <-chan *mapJob) error {
 				foreign = append(foreign, i)
 				continue
 			}
+			if err := j.errs[i]; err != nil && skipped(err) {
+				// Excluded at the source: its own outcome, not a rejection.
+				r.skip(j.recs[i].Pos)
+				continue
+			}
 			if err := j.errs[i]; err != nil {
 				stage, reason, raw, insertID := rejection(err, j.recs[i].Data)
 				if err := r.reject(j.recs[i].Pos, stage, reason, 0, insertID, raw); err != nil {
@@ -52,6 +64,18 @@ func (r *run) dispatch(ctx context.Context, ordered <-chan *mapJob) error {
 				continue
 			}
 			ev := j.evs[i]
+			if ev.Profile {
+				profiles = true
+			} else if profiles && !profilesDone {
+				profilesDone = true
+				r.log.Info("profiles read so far are sent before the events that follow them; waiting for them to settle")
+				if err := r.drain(ctx, route); err != nil {
+					return nil
+				}
+			}
+			if dup != nil && dup.check(&ev) {
+				r.duplicate(&ev)
+			}
 			if route == backfill.RouteBatch {
 				// The hottest id decides the reported lower bound. Count
 				// every event of the first hotExact, then sample one in

@@ -149,6 +149,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock for pacing; default time.Now.
 	Now func() time.Time
+	// DupeSlots sizes the detector of different events sharing an id and
+	// insert_id (see dupes.go); default DefaultDupeSlots, <0 turns it off.
+	DupeSlots int
 }
 
 func (c *Config) defaults() {

@@ -68,9 +68,30 @@ func (mapper) Map(rec backfill.Record) (backfill.Event, error) {
 	if s == "bad" {
 		return backfill.Event{}, &backfill.RecordError{Pos: rec.Pos, Reason: "missing event_type"}
 	}
+	if s == "skip" {
+		// What the mapping returns for a record excluded at the source.
+		return backfill.Event{}, fmt.Errorf("map: %w", skipErr{})
+	}
+	if rest, ok := strings.CutPrefix(s, "dupe:"); ok {
+		// "dupe:DEV:BODY": insert_id "same" for every such record.
+		dev, body, _ := strings.Cut(rest, ":")
+		return backfill.Event{Raw: []byte(`{"b":"` + body + `"}`), DeviceID: dev, InsertID: "same", Pos: rec.Pos}, nil
+	}
+	if dev, ok := strings.CutPrefix(s, "profile:"); ok {
+		return backfill.Event{Raw: []byte(`{"p":1}`), DeviceID: dev, InsertID: "p-" + dev, EventType: "$identify", Profile: true, Pos: rec.Pos}, nil
+	}
 	dev, _, _ := strings.Cut(s, ":")
 	return backfill.Event{Raw: []byte(`{"x":1}`), DeviceID: dev, InsertID: fmt.Sprint(rec.Pos.Object, rec.Pos.Record), Pos: rec.Pos}, nil
 }
+
+// skipErr is a pipeline.SkippedError, as mapping.Error is for a record
+// excluded at the source.
+type skipErr struct{}
+
+func (skipErr) Error() string { return "skipped: excluded at the source" }
+func (skipErr) Skipped() bool { return true }
+
+var _ pipeline.SkippedError = skipErr{}
 
 // sender is a fake Amplitude: it records what it accepted, throttles or
 // parks devices on demand, and rejects events of device "srv-reject".

@@ -26,6 +26,28 @@ func (r *run) reject(pos backfill.Position, stage deadletter.Stage, reason strin
 	return nil
 }
 
+// SkippedError is a Map error that may say its record was excluded at the
+// source (mapping.Error is one, for mapping.ErrSkipped): such a record is
+// settled as skipped, neither sent nor dead-lettered.
+type SkippedError interface {
+	error
+	Skipped() bool
+}
+
+// skipped reports whether err is a SkippedError that says so.
+func skipped(err error) bool {
+	var s SkippedError
+	return errors.As(err, &s) && s.Skipped()
+}
+
+// skip settles a record excluded at the source (a SkippedError): the
+// checkpoint's Filtered outcome, neither sent nor dead-lettered.
+func (r *run) skip(pos backfill.Position) {
+	if r.deps.Tracker.Settle(pos, checkpoint.Filtered) {
+		r.stats.Skipped.Add(1)
+	}
+}
+
 // settle applies the outcome of each event of one Send: accepted events
 // are settled and their buffers recycled, rejected ones dead-lettered,
 // and throttled and parked ones requeued (behind the holds throttle put on

@@ -27,22 +27,26 @@ type ObjectStat struct {
 // Stats are live counters of this run (not of the whole job: the tracker's
 // Counters are cumulative). Read them with Snapshot.
 type Stats struct {
-	ObjectsListed   atomic.Int64
-	ObjectsDone     atomic.Int64
-	ObjectsFailed   atomic.Int64
-	ObjectsSkipped  atomic.Int64
-	Read            atomic.Int64 // records read this run
-	Accepted        atomic.Int64
-	Rejected        atomic.Int64
-	RequestsBatch   atomic.Int64
-	RequestsHTTPAPI atomic.Int64
-	Responses429    atomic.Int64
-	Responses5xx    atomic.Int64
-	Retries         atomic.Int64
-	Splits          atomic.Int64
-	BytesSent       atomic.Int64
-	Parked          atomic.Int64 // events currently parked
-	Throttled       atomic.Int64 // ids paused after a 429, cumulative
+	ObjectsListed  atomic.Int64
+	ObjectsDone    atomic.Int64
+	ObjectsFailed  atomic.Int64
+	ObjectsSkipped atomic.Int64
+	Read           atomic.Int64 // records read this run
+	Accepted       atomic.Int64
+	Rejected       atomic.Int64
+	Skipped        atomic.Int64 // excluded at the source: settled, neither sent nor dead-lettered
+	// DuplicateInsertIDs counts events sharing their id and insert_id with
+	// an earlier, different event: Amplitude keeps only the first.
+	DuplicateInsertIDs atomic.Int64
+	RequestsBatch      atomic.Int64
+	RequestsHTTPAPI    atomic.Int64
+	Responses429       atomic.Int64
+	Responses5xx       atomic.Int64
+	Retries            atomic.Int64
+	Splits             atomic.Int64
+	BytesSent          atomic.Int64
+	Parked             atomic.Int64 // events currently parked
+	Throttled          atomic.Int64 // ids paused after a 429, cumulative
 	// Foreign counts the records read and left to the other shards of a
 	// sharded run (they are not in Read).
 	Foreign   atomic.Int64

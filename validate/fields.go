@@ -202,6 +202,7 @@ func (c *checker) id(name string, val *fastjson.Value, out *string, strip *bool)
 	}
 	if IsBlockedID(s) {
 		*strip = true
+		c.res.BlockedIDs++
 		return fmt.Sprintf("%s %q is blocked", name, s), false, nil
 	}
 	*out = s

@@ -132,7 +132,10 @@ type Result struct {
 
 	StripUserID   bool // user_id is too short or blocked and must be removed
 	StripDeviceID bool // same for device_id
-	Truncated     int  // string values longer than MaxStringLength
+	// BlockedIDs counts, of the stripped ids, those on Amplitude's blocked
+	// list; the others were too short.
+	BlockedIDs int
+	Truncated  int // string values longer than MaxStringLength
 }
 
 // StrippedIDs returns how many ids the repair removes.

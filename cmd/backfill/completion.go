@@ -10,7 +10,7 @@ import (
 )
 
 // commands lists the subcommands, for help and shell completion.
-var commands = []string{"run", "demo", "plan", "validate", "status", "report", "emulator", "version", "completion", "help"}
+var commands = []string{"run", "demo", "plan", "validate", "status", "report", "emulator", "presets", "version", "completion", "help"}
 
 // flagLine matches a flag in the output of flag.PrintDefaults.
 var flagLine = regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`)

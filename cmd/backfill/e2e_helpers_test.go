@@ -129,18 +129,18 @@ func readReport(t *testing.T, path string) reportFile {
 	return r
 }
 
-// checkInvariant checks events_read == events_accepted + events_rejected and
+// checkInvariant checks events_read == accepted + rejected + skipped and
 // that the documented counters are present.
 func (r reportFile) checkInvariant(t *testing.T) {
 	t.Helper()
-	for _, k := range []string{"events_read", "events_accepted", "events_rejected", "requests_batch", "requests_httpapi",
+	for _, k := range []string{"events_read", "events_accepted", "events_rejected", "events_skipped", "requests_batch", "requests_httpapi",
 		"responses_429", "retries", "duration_seconds", "status", "objects"} {
 		if _, ok := r.raw[k]; !ok {
 			t.Errorf("report has no %q field", k)
 		}
 	}
-	if r.EventsRead != r.EventsAccepted+r.EventsRejected {
-		t.Errorf("report: events_read %d != events_accepted %d + events_rejected %d", r.EventsRead, r.EventsAccepted, r.EventsRejected)
+	if r.EventsRead != r.EventsAccepted+r.EventsRejected+r.EventsSkipped {
+		t.Errorf("report: events_read %d != events_accepted %d + events_rejected %d + events_skipped %d", r.EventsRead, r.EventsAccepted, r.EventsRejected, r.EventsSkipped)
 	}
 	if r.DurationSeconds <= 0 {
 		t.Errorf("report: duration_seconds %v", r.DurationSeconds)

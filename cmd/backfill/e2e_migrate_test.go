@@ -66,7 +66,7 @@ func TestE2EMigrations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var totalRead, totalAccepted, totalRejected int64
+	var totalRead, totalAccepted, totalRejected, totalSkipped int64
 	for _, p := range presets {
 		preset := p.Name()
 		t.Run(preset, func(t *testing.T) {
@@ -84,11 +84,14 @@ func TestE2EMigrations(t *testing.T) {
 			}
 			e := startEmulator(t, emulator.Config{})
 			r := runMain(t, append(w.runArgs(e, "--api-key", e2eKey, "--preset", preset), src)...)
-			wantEvents, wantRejects := 0, 0
+			wantEvents, wantRejects, wantSkips := 0, 0, 0
 			for _, g := range golden {
-				if g.Event != nil {
+				switch {
+				case g.Event != nil:
 					wantEvents++
-				} else {
+				case g.Code == "skipped":
+					wantSkips++ // excluded at the source: settled, not dead-lettered
+				default:
 					wantRejects++
 				}
 			}
@@ -101,8 +104,8 @@ func TestE2EMigrations(t *testing.T) {
 			}
 			rep := readReport(t, w.report)
 			rep.checkInvariant(t)
-			if rep.EventsRead != int64(len(golden)) || rep.EventsAccepted != int64(wantEvents) || rep.EventsRejected != int64(wantRejects) {
-				t.Fatalf("report read %d accepted %d rejected %d, want %d %d %d", rep.EventsRead, rep.EventsAccepted, rep.EventsRejected, len(golden), wantEvents, wantRejects)
+			if rep.EventsRead != int64(len(golden)) || rep.EventsAccepted != int64(wantEvents) || rep.EventsRejected != int64(wantRejects) || rep.EventsSkipped != int64(wantSkips) {
+				t.Fatalf("report read %d accepted %d rejected %d skipped %d, want %d %d %d %d", rep.EventsRead, rep.EventsAccepted, rep.EventsRejected, rep.EventsSkipped, len(golden), wantEvents, wantRejects, wantSkips)
 			}
 			got := map[string]int{}
 			for _, rec := range e.Events() {
@@ -131,6 +134,12 @@ func TestE2EMigrations(t *testing.T) {
 					continue
 				}
 				d, ok := byLine[int64(g.Line)]
+				if g.Code == "skipped" {
+					if ok {
+						t.Errorf("line %d: skipped record dead-lettered: %s", g.Line, d.Reason)
+					}
+					continue
+				}
 				switch {
 				case !ok:
 					t.Errorf("line %d (%s) not dead-lettered", g.Line, g.Reason)
@@ -147,10 +156,11 @@ func TestE2EMigrations(t *testing.T) {
 			totalRead += rep.EventsRead
 			totalAccepted += rep.EventsAccepted
 			totalRejected += rep.EventsRejected
+			totalSkipped += rep.EventsSkipped
 		})
 	}
-	if totalRead == 0 || totalRead != totalAccepted+totalRejected {
-		t.Fatalf("all migrations: read %d != accepted %d + rejected %d", totalRead, totalAccepted, totalRejected)
+	if totalRead == 0 || totalRead != totalAccepted+totalRejected+totalSkipped {
+		t.Fatalf("all migrations: read %d != accepted %d + rejected %d + skipped %d", totalRead, totalAccepted, totalRejected, totalSkipped)
 	}
 }
 
@@ -322,5 +332,96 @@ func TestE2EDailyBudget(t *testing.T) {
 	rep := readReport(t, w.report)
 	if rep.EventsPending != int64(300-busy) || rep.EventsAccepted != int64(busy+cold) {
 		t.Fatalf("report accepted %d pending %d", rep.EventsAccepted, rep.EventsPending)
+	}
+}
+
+// Two different Mixpanel events sharing an $insert_id (and so, passed
+// through, an Amplitude insert_id) both arrive; with any preset, different
+// events that do share an insert_id and a device are counted in the report
+// and named in the log, since Amplitude keeps only the first.
+func TestE2EDuplicateInsertIDs(t *testing.T) {
+	w := newWorkDir(t)
+	mp := filepath.Join(w.dir, "mixpanel", "export.jsonl")
+	os.MkdirAll(filepath.Dir(mp), 0o755)
+	os.WriteFile(mp, []byte(`{"event":"Order Placed","properties":{"time":1618716477,"distinct_id":"user-0001","$insert_id":"same-id"}}
+{"event":"Payment Captured","properties":{"time":1618716477,"distinct_id":"user-0001","$insert_id":"same-id"}}
+`), 0o644)
+	e := startEmulator(t, emulator.Config{})
+	r := runMain(t, append(w.runArgs(e, "--api-key", e2eKey, "--preset", "mixpanel"), mp)...)
+	if r.code != ExitOK {
+		t.Fatalf("mixpanel: %s", r)
+	}
+	if got := len(e.Events()); got != 2 {
+		t.Fatalf("mixpanel: Amplitude kept %d of 2 distinct events", got)
+	}
+	if rep := readReport(t, w.report); rep.DuplicateInsertIDs != 0 {
+		t.Fatalf("mixpanel: duplicate_insert_ids %d", rep.DuplicateInsertIDs)
+	}
+
+	w = newWorkDir(t)
+	src := filepath.Join(w.dir, "amp", "events.jsonl")
+	os.MkdirAll(filepath.Dir(src), 0o755)
+	os.WriteFile(src, []byte(`{"event_type":"Order Placed","device_id":"device-0001","time":1700000000000,"insert_id":"order-7"}
+{"event_type":"Payment Captured","device_id":"device-0001","time":1700000000000,"insert_id":"order-7"}
+{"event_type":"Order Placed","device_id":"device-0001","time":1700000000000,"insert_id":"order-7"}
+`), 0o644)
+	e = startEmulator(t, emulator.Config{})
+	r = runMain(t, append(w.runArgs(e, "--api-key", e2eKey), src)...)
+	if r.code != ExitOK {
+		t.Fatalf("amplitude: %s", r)
+	}
+	rep := readReport(t, w.report)
+	rep.checkInvariant(t)
+	if rep.DuplicateInsertIDs != 1 {
+		t.Errorf("duplicate_insert_ids %d, want 1 (the identical third copy is no loss)", rep.DuplicateInsertIDs)
+	}
+	if !strings.Contains(r.stderr, "different events share an insert_id") || !strings.Contains(r.stderr, "order-7") {
+		t.Errorf("no log of the duplicate:\n%s", r.stderr)
+	}
+	if !strings.Contains(r.stdout+r.stderr, "1 events share their id and insert_id") {
+		t.Errorf("summary does not warn:\n%s", r)
+	}
+	if got := len(e.Events()); got != 1 {
+		t.Errorf("the emulator kept %d events, want 1 (dedupe on insert_id)", got)
+	}
+}
+
+// A Mixpanel People export given before the events reaches Amplitude first,
+// as $identify events that update the user table (no
+// $skip_user_properties_sync), whatever lanes their users hash to.
+func TestE2EProfilesBeforeEvents(t *testing.T) {
+	w := newWorkDir(t)
+	people := filepath.Join(w.dir, "people", "engage.jsonl")
+	events := filepath.Join(w.dir, "events", "export.jsonl")
+	os.MkdirAll(filepath.Dir(people), 0o755)
+	os.MkdirAll(filepath.Dir(events), 0o755)
+	var p, ev strings.Builder
+	for i := 0; i < 30; i++ {
+		fmt.Fprintf(&p, `{"$distinct_id":"user-%04d","$properties":{"$email":"u%d@example.com","$last_seen":"2024-03-01T10:00:00"}}`+"\n", i, i)
+		fmt.Fprintf(&ev, `{"event":"Played Song","properties":{"time":%d,"distinct_id":"user-%04d","$device_id":"device-%04d","$insert_id":"ins-%d"}}`+"\n", 1709287200+i, i, i, i)
+	}
+	os.WriteFile(people, []byte(p.String()), 0o644)
+	os.WriteFile(events, []byte(ev.String()), 0o644)
+	e := startEmulator(t, emulator.Config{})
+	r := runMain(t, append(w.runArgs(e, "--api-key", e2eKey, "--preset", "mixpanel", "--lanes", "8"), filepath.Dir(people), filepath.Dir(events))...)
+	if r.code != ExitOK {
+		t.Fatalf("%s", r)
+	}
+	got := e.Events()
+	if len(got) != 60 {
+		t.Fatalf("received %d events, want 60", len(got))
+	}
+	for i, rec := range got {
+		var m map[string]any
+		if err := json.Unmarshal(rec.Event, &m); err != nil {
+			t.Fatal(err)
+		}
+		profile := m["event_type"] == "$identify"
+		if profile != (i < 30) {
+			t.Fatalf("event %d (%v) out of place: the 30 profiles must arrive first", i, m["event_type"])
+		}
+		if _, skip := m["$skip_user_properties_sync"]; skip == profile {
+			t.Errorf("event %d: $skip_user_properties_sync present=%v for profile=%v", i, skip, profile)
+		}
 	}
 }

@@ -52,6 +52,7 @@ Commands:
   status     show a job's progress from its checkpoint
   report     reprint the summary of a finished or running job
   emulator   serve a local fake of Amplitude's /batch and /2/httpapi
+  presets    list the mapping presets; presets show NAME prints one field by field
   version    print the version
   completion print a bash or zsh completion script
 
@@ -99,6 +100,8 @@ func Main(hard, soft context.Context, args []string, stdout, stderr io.Writer) i
 		err = cmdStatus(hard, rest, env, stdout, stderr, true)
 	case "emulator":
 		err = runEmulator(soft, rest, stdout, stderr)
+	case "presets":
+		err = cmdPresets(rest, stdout, stderr)
 	case "completion":
 		err = cmdCompletion(rest, stdout, stderr)
 	case "version", "--version", "-version":

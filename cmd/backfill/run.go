@@ -31,6 +31,7 @@ type jobFlags struct {
 	preset       string
 	mapping      string
 	noSkipUPSync bool
+	inclExcluded bool
 	minIDLength  int
 	// sending
 	endpoint      string
@@ -83,6 +84,7 @@ func (f *jobFlags) register(fs *flag.FlagSet, sending bool) {
 	fs.Var(&f.columns, "columns", "Parquet columns to read, `col,...` (default: all)")
 	fs.StringVar(&f.preset, "preset", "amplitude", "input mapping `preset`: amplitude, amplitude-export, mixpanel, segment, ga4, posthog")
 	fs.StringVar(&f.mapping, "mapping", "", "mapping `file` (YAML or JSON) describing how source records become Amplitude events")
+	fs.BoolVar(&f.inclExcluded, "include-excluded", false, "send records the source excluded from Amplitude (Segment integrations {\"Amplitude\": false} or {\"All\": false}); by default they are skipped and counted as skipped")
 	fs.BoolVar(&f.noSkipUPSync, "sync-user-properties", false, "let backfilled events update the live user table (by default events carry $skip_user_properties_sync: true, as Amplitude advises for backfills)")
 	fs.IntVar(&f.minIDLength, "min-id-length", 0, "minimum user_id/device_id length sent as options.min_id_length (default: Amplitude's 5)")
 	fs.StringVar(&f.checkpoint, "checkpoint", job.DefaultCheckpoint, "checkpoint `location`: a directory, or a bucket URL such as s3://bucket/state/job1")
@@ -138,6 +140,7 @@ func (f *jobFlags) config(sources []string, env *environ, stderr io.Writer) (job
 		MappingFile:            f.mapping,
 		SkipUserPropertiesSync: !f.noSkipUPSync,
 		MinIDLength:            f.minIDLength,
+		IncludeExcluded:        f.inclExcluded,
 		Endpoint:               f.endpoint,
 		Gzip:                   f.gzip,
 		MaxAttempts:            f.maxAttempts,
