@@ -38,6 +38,7 @@ const (
 	CodeReservedEventType = "reserved_event_type"
 	CodeMissingID         = "missing_id"
 	CodeIDTooLong         = "id_too_long"
+	CodeIDTooShort        = "id_too_short"
 	CodeMissingTime       = "missing_time"
 	CodeInvalidTime       = "invalid_time"
 	CodeInvalidField      = "invalid_field"
@@ -130,7 +131,7 @@ type Result struct {
 	// be sent as it is (apart from the repairs below).
 	Typed bool
 
-	StripUserID   bool // user_id is too short or blocked and must be removed
+	StripUserID   bool // user_id is empty or blocked and must be removed
 	StripDeviceID bool // same for device_id
 	Truncated     int  // string values longer than MaxStringLength
 }
