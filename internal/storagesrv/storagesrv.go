@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -336,6 +337,48 @@ func (s *Server) CreateBucket(ctx context.Context, bucket string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("create bucket %s on %s: %w", bucket, s.Name, err)
+	}
+	return nil
+}
+
+// Upload stores data as bucket/key.
+func (s *Server) Upload(ctx context.Context, bucket, key string, data []byte) error {
+	var err error
+	switch s.Kind {
+	case S3:
+		c := s3.New(s3.Options{
+			Region:       "us-east-1",
+			BaseEndpoint: aws.String(s.Endpoint),
+			UsePathStyle: true,
+			Credentials:  credentials.NewStaticCredentialsProvider(S3AccessKey, S3SecretKey, ""),
+		})
+		_, err = c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(data)})
+	case GCS:
+		u := s.Endpoint + "/upload/storage/v1/b/" + bucket + "/o?uploadType=media&name=" + url.QueryEscape(key)
+		var req *http.Request
+		if req, err = http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(data)); err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/octet-stream")
+		var resp *http.Response
+		if resp, err = http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode/100 != 2 {
+				err = errors.New(resp.Status)
+			}
+		}
+	default:
+		var cred *azblob.SharedKeyCredential
+		if cred, err = azblob.NewSharedKeyCredential(AzureAccount, AzureKey); err != nil {
+			return err
+		}
+		var c *container.Client
+		if c, err = container.NewClientWithSharedKeyCredential(s.Endpoint+"/"+AzureAccount+"/"+bucket, cred, nil); err == nil {
+			_, err = c.NewBlockBlobClient(key).UploadBuffer(ctx, data, nil)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("upload %s/%s to %s: %w", bucket, key, s.Name, err)
 	}
 	return nil
 }
