@@ -111,8 +111,9 @@ type Server struct {
 	dir, prog string
 	logf      *os.File
 
-	mu  sync.Mutex
-	cmd *exec.Cmd
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd ended
 }
 
 // Start starts a server of kind with its data under dir (created if
@@ -179,20 +180,20 @@ func (s *Server) start() error {
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", s.Name, err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan struct{})
+	var werr error
+	go func() { werr = cmd.Wait(); close(exited) }()
 	s.mu.Lock()
-	s.cmd = cmd
+	s.cmd, s.exited = cmd, exited
 	s.mu.Unlock()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
 		select {
-		case err := <-exited:
-			return fmt.Errorf("%s exited at start (%v); see %s", s.Name, err, s.logf.Name())
+		case <-exited:
+			return fmt.Errorf("%s exited at start (%v); see %s", s.Name, werr, s.logf.Name())
 		default:
 		}
 		if s.ready() {
-			go func() { <-exited }()
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -225,19 +226,30 @@ func (s *Server) ready() bool {
 
 // Stop ends the server (its data stays in its directory).
 func (s *Server) Stop() {
-	s.kill()
+	s.kill(false)
 	s.logf.Close()
 }
 
-func (s *Server) kill() {
+// kill ends the server: at once, or, when graceful, with SIGTERM and up
+// to 15 s to shut down (Azurite, for one, persists its metadata then; a
+// SIGKILL loses its last writes).
+func (s *Server) kill(graceful bool) {
 	s.mu.Lock()
-	cmd := s.cmd
+	cmd, exited := s.cmd, s.exited
 	s.cmd = nil
 	s.mu.Unlock()
 	if cmd == nil || cmd.Process == nil {
 		return
 	}
+	if graceful {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(15 * time.Second):
+		}
+	}
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	<-exited
 	// The port must be free before a restart binds it again.
 	for i := 0; i < 100; i++ {
 		c, err := net.DialTimeout("tcp", s.Addr, 100*time.Millisecond)
@@ -249,10 +261,10 @@ func (s *Server) kill() {
 	}
 }
 
-// Restart kills the server and starts it again on the same port and data,
-// after down has passed.
+// Restart stops the server (SIGTERM, as a service manager does) and starts
+// it again on the same port and data, after down has passed.
 func (s *Server) Restart(down time.Duration) error {
-	s.kill()
+	s.kill(true)
 	time.Sleep(down)
 	return s.start()
 }
