@@ -16,9 +16,8 @@ type Recorded struct {
 	// when the event spanned several lines, and string values longer than
 	// MaxStringLength characters are truncated).
 	Event json.RawMessage
-	// DeviceID, UserID and InsertID are the ids the emulator used, after
-	// stripping ids shorter than min_id_length; "" when absent. They are
-	// not part of the JSON form.
+	// DeviceID, UserID and InsertID are the ids the emulator used; ""
+	// when absent. They are not part of the JSON form.
 	DeviceID, UserID, InsertID string
 }
 

@@ -12,7 +12,7 @@ type Stats struct {
 	FastPath    int64 // of Mapped, passed through without re-encoding
 	Repaired    int64 // of Mapped, events with at least one repair
 	Truncated   int64 // strings truncated to 1024 runes
-	IDsStripped int64 // short or blocked user_id/device_id removed
+	IDsStripped int64 // empty or blocked user_id/device_id removed
 	Derived     int64 // insert_ids derived (position, hash or dead-letter entry)
 	Refed       int64 // dead-letter entries unwrapped
 	Filtered    int64 // records dropped by filters
