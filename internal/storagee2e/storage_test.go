@@ -372,11 +372,12 @@ func cleanEnv() []string {
 	return env
 }
 
-// TestStorageServers runs the job of the package doc over each server.
+// TestStorageServers runs the job of the package doc over each server, one
+// server at a time: `go test ./...` runs timing-sensitive suites of other
+// packages alongside on 2 cores.
 func TestStorageServers(t *testing.T) {
 	for _, kind := range storagesrv.Kinds {
 		t.Run(kind, func(t *testing.T) {
-			t.Parallel()
 			s := startServer(t, kind)
 			testServer(t, s)
 		})
