@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"unicode/utf8"
 
+	"github.com/backfillhq/backfill/amplitude"
 	"github.com/backfillhq/backfill/internal/jsonstr"
 )
 
@@ -14,7 +15,7 @@ import (
 // accepted and stored with each longer string value cut to its first 1,024
 // characters (Unicode code points). Object keys are kept whole. Throttling,
 // the quota and dedupe use the ids as received.
-const MaxStringLength = 1024
+const MaxStringLength = amplitude.MaxStringLength
 
 // truncateStrings returns raw, a valid JSON object, with every string value
 // longer than MaxStringLength characters cut to that length, and how many

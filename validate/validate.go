@@ -16,7 +16,7 @@ const (
 	// DefaultMinIDLength is Amplitude's default minimum user_id/device_id length.
 	DefaultMinIDLength = amplitude.MinIDLength
 	// DefaultMaxStringLength is the longest string value, in runes.
-	DefaultMaxStringLength = 1024
+	DefaultMaxStringLength = amplitude.MaxStringLength
 	// DefaultMaxDepth is the deepest nesting of objects and arrays inside an event.
 	DefaultMaxDepth = 40
 	// DefaultMaxKeys is the most keys one object may have.
