@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"bytes"
 	"encoding/json"
 	"unicode/utf8"
 
@@ -20,6 +21,9 @@ const MaxStringLength = amplitude.MaxStringLength
 // truncateStrings returns raw, a valid JSON object, with every string value
 // longer than MaxStringLength characters cut to that length, and how many
 // it cut. raw itself is returned, without copying, when nothing is cut.
+// It jumps between quotes with bytes.IndexByte and decodes only strings
+// that are long and hold escapes, so events without long strings cost
+// about one memchr pass.
 func truncateStrings(raw []byte) ([]byte, int) {
 	// A string of more than MaxStringLength characters takes more than
 	// MaxStringLength+2 bytes with its quotes: short events are skipped
@@ -29,34 +33,55 @@ func truncateStrings(raw []byte) ([]byte, int) {
 	}
 	var out []byte
 	n, last := 0, 0
-	for i := 0; i < len(raw); i++ {
-		if raw[i] != '"' {
+	for i := 0; ; {
+		j := bytes.IndexByte(raw[i:], '"')
+		if j < 0 {
+			break
+		}
+		start := i + j
+		end := closingQuote(raw, start)
+		if end < 0 {
+			return raw, 0 // not valid JSON: leave it alone
+		}
+		i = end + 1
+		body := raw[start+1 : end]
+		if len(body) <= MaxStringLength || isKey(raw, end+1) {
 			continue
 		}
-		start := i
-		for i++; i < len(raw) && raw[i] != '"'; i++ {
-			if raw[i] == '\\' {
-				i++
-			}
-		}
-		end := i + 1 // raw[start:end] is the string with its quotes
-		if end-start-2 <= MaxStringLength || isKey(raw, end) {
-			continue
-		}
+		cut := -1 // bytes of body to keep, when no escape is involved
 		var s string
-		if json.Unmarshal(raw[start:end], &s) != nil || utf8.RuneCountInString(s) <= MaxStringLength {
-			continue
-		}
-		cut, k := 0, 0
-		for cut = range s {
-			if k == MaxStringLength {
-				break
+		switch {
+		case bytes.IndexByte(body, '\\') >= 0:
+			if json.Unmarshal(raw[start:end+1], &s) != nil || utf8.RuneCountInString(s) <= MaxStringLength {
+				continue
 			}
-			k++
+			k := 0
+			for idx := range s {
+				if k == MaxStringLength {
+					s = s[:idx]
+					break
+				}
+				k++
+			}
+		default:
+			if utf8.RuneCount(body) <= MaxStringLength {
+				continue
+			}
+			cut = 0
+			for k := 0; k < MaxStringLength; k++ {
+				_, size := utf8.DecodeRune(body[cut:])
+				cut += size
+			}
 		}
 		out = append(out, raw[last:start]...)
-		out, _ = jsonstr.Append(out, s[:cut])
-		last = end
+		if cut >= 0 {
+			out = append(out, '"')
+			out = append(out, body[:cut]...)
+			out = append(out, '"')
+		} else {
+			out, _ = jsonstr.Append(out, s)
+		}
+		last = end + 1
 		n++
 	}
 	if n == 0 {
@@ -65,10 +90,30 @@ func truncateStrings(raw []byte) ([]byte, int) {
 	return append(out, raw[last:]...), n
 }
 
-// isKey reports whether the string ending before raw[end] is an object key.
-func isKey(raw []byte, end int) bool {
-	for ; end < len(raw); end++ {
-		switch raw[end] {
+// closingQuote returns the index of the quote that closes the string
+// opening at raw[start], or -1.
+func closingQuote(raw []byte, start int) int {
+	for k := start + 1; ; {
+		q := bytes.IndexByte(raw[k:], '"')
+		if q < 0 {
+			return -1
+		}
+		end := k + q
+		bs := 0
+		for p := end - 1; p > start && raw[p] == '\\'; p-- {
+			bs++
+		}
+		if bs%2 == 0 {
+			return end
+		}
+		k = end + 1
+	}
+}
+
+// isKey reports whether the string ending before raw[i] is an object key.
+func isKey(raw []byte, i int) bool {
+	for ; i < len(raw); i++ {
+		switch raw[i] {
 		case ' ', '\t', '\n', '\r':
 			continue
 		case ':':
