@@ -180,7 +180,7 @@ func TestListBucket(t *testing.T) {
 			}
 		})
 	}
-	if opens["mem://bkt"] != 1 || opens["mem://bkt?q=1"] != 1 || opens["mem://bkt?endpoint=https://minio.local:9000&use_path_style=true"] != 1 || len(opens) != 3 {
+	if opens["mem://bkt"] != 1 || opens["mem://bkt?q=1"] != 1 || opens["mem://bkt?endpoint=https%3A%2F%2Fminio.local%3A9000&use_path_style=true"] != 1 || len(opens) != 3 {
 		t.Fatalf("bucket opens %v, want one per bucket URL", opens)
 	}
 	objs, err := listAll(t, r, "mem://bkt/events/2024/02/")
