@@ -5,7 +5,7 @@ COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.Version=$(VERSION) -X main.Commit=$(COMMIT)
 BIN     := bin/backfill
 
-.PHONY: all build demo test test-short sdkcheck lint tidy bench bench-skew emulator clean
+.PHONY: all build demo test test-short sdkcheck lint tidy bench bench-skew emulator storage-servers clean
 
 all: build
 
@@ -17,10 +17,13 @@ build:
 demo: build
 	./$(BIN) demo
 
-# Every test, with the race detector, plus the SDK conformance module.
-test:
+# Every test, with the race detector, plus the SDK conformance module. The
+# storage end-to-end suite (internal/storagee2e) runs against the servers
+# storage-servers installs; the ones that could not be installed are named
+# and skipped.
+test: storage-servers
 	$(GO) vet ./...
-	$(GO) test -race -timeout 15m ./...
+	BACKFILL_STORAGE_TOOLS=$(TOOLS) $(GO) test -race -timeout 15m ./...
 	cd sdkcheck && $(GO) test -race -timeout 5m ./...
 
 test-short:
@@ -57,6 +60,12 @@ bench-skew: build
 
 emulator: build
 	./$(BIN) emulator --addr 127.0.0.1:8080
+
+# MinIO, fake-gcs-server and Azurite, pinned, from the Go module proxy and
+# npm into the git-ignored $(TOOLS) (kept between runs).
+TOOLS ?= $(CURDIR)/.tools
+storage-servers:
+	@BACKFILL_STORAGE_TOOLS=$(TOOLS) GO=$(GO) bash scripts/storage-servers.sh
 
 clean:
 	rm -rf bin backfill-demo

@@ -53,6 +53,14 @@ const (
 	// MinIDLength is the minimum user_id/device_id length when a request
 	// sets no options.min_id_length.
 	MinIDLength = 5
+	// MaxStringLength is the longest string value, in characters ("≤ 1024
+	// characters", §4); the SDKs truncate longer ones.
+	MaxStringLength = 1024
+	// HTTPWindowEvents is the most events of one device_id or user_id one
+	// /2/httpapi request may carry: HTTPEPS over one Window. A request with
+	// more is refused with 429 however long the client waits, so the
+	// pipeline never builds one, whatever its pace.
+	HTTPWindowEvents = HTTPEPS * int(Window/time.Second)
 )
 
 // Defaults derived from the limits.

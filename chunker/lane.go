@@ -45,6 +45,12 @@ type Options struct {
 	// Daily, when set, is a second budget every event also spends (a
 	// per-id daily quota, see NewDailyBudget), shared by all lanes.
 	Daily *Budget
+	// MaxPerID, when > 0, caps the events of one device_id and of one
+	// user_id in one request, whatever the budget allows. /2/httpapi
+	// refuses a request holding more of one id than its throttle window
+	// takes (30 events/s × 30 s), however long the client waits, so such
+	// a request must never be built.
+	MaxPerID int
 }
 
 func (o *Options) defaults() {

@@ -246,3 +246,60 @@ func TestLaneDailyBudget(t *testing.T) {
 		t.Fatalf("%d events left", l.Len())
 	}
 }
+
+// TestLaneMaxPerID: with an unlimited budget (the pace alone would allow
+// it) no request holds more than MaxPerID events of one device or of one
+// user, while other ids still fill the request; every event still leaves
+// the lane, in per-device order.
+func TestLaneMaxPerID(t *testing.T) {
+	const capN = 900
+	l := chunker.NewLane(chunker.NewBudget(0, 0), chunker.Options{MaxPerID: capN, MaxQueued: 10000, MaxQueuedBytes: 1 << 30})
+	n := 0
+	push := func(dev, user string, k int) {
+		for range k {
+			if !l.Push(ev(dev, user, int64(n), 10), t0) {
+				t.Fatalf("push %d refused", n)
+			}
+			n++
+		}
+	}
+	push("device-hot", "", 2500) // one device over the cap
+	for i := range 1200 {        // one user over many devices
+		push(fmt.Sprintf("dev-%04d", i), "user-spread", 1)
+	}
+	push("device-cold", "", 300)
+	l.Close()
+	batches, _ := drain(t, l, t0, 100)
+	total := 0
+	last := map[string]int64{}
+	for bi, b := range batches {
+		perDev, perUser := map[string]int{}, map[string]int{}
+		for _, e := range b {
+			perDev[e.DeviceID]++
+			if e.UserID != "" {
+				perUser[e.UserID]++
+			}
+			if p, ok := last[e.DeviceID]; ok && e.Pos.Record < p {
+				t.Fatalf("device %s out of order", e.DeviceID)
+			}
+			last[e.DeviceID] = e.Pos.Record
+		}
+		for id, c := range perDev {
+			if c > capN {
+				t.Errorf("batch %d holds %d events of device %s, cap %d", bi, c, id, capN)
+			}
+		}
+		for id, c := range perUser {
+			if c > capN {
+				t.Errorf("batch %d holds %d events of user %s, cap %d", bi, c, id, capN)
+			}
+		}
+		total += len(b)
+	}
+	if total != n {
+		t.Fatalf("%d events left the lane, want %d", total, n)
+	}
+	if len(batches[0]) < capN+300 {
+		t.Errorf("first batch has %d events: the cap held back other ids", len(batches[0]))
+	}
+}

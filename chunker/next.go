@@ -62,7 +62,13 @@ func (l *Lane) Next(now time.Time) Batch {
 		park  = true // every blocked queue waits for a parked id
 		full  bool
 		visit = len(l.active)
+		// perUser counts the request's events by user hash when MaxPerID
+		// is set (a collision can only make the cap stricter).
+		perUser map[uint64]int
 	)
+	if l.opts.MaxPerID > 0 {
+		perUser = make(map[uint64]int)
+	}
 	if l.rr >= len(l.active) {
 		l.rr = 0
 	}
@@ -71,6 +77,7 @@ func (l *Lane) Next(now time.Time) Batch {
 			l.rr = 0
 		}
 		q := l.active[l.rr]
+		taken := 0 // events of q's key in this request
 		for q.len() > 0 || q.sp != nil {
 			if q.len() == 0 {
 				l.refill(q)
@@ -84,6 +91,9 @@ func (l *Lane) Next(now time.Time) Batch {
 			if len(out) > 0 && size+n > l.opts.MaxBytes {
 				full = true
 				break
+			}
+			if perUser != nil && (taken >= l.opts.MaxPerID || (it.uh != 0 && perUser[it.uh] >= l.opts.MaxPerID)) {
+				break // the rest of this id goes in a later request
 			}
 			if w, parked := l.admit(ev, q.h, it.uh, now, sec); w > 0 {
 				if wait == 0 || w < wait {
@@ -101,6 +111,10 @@ func (l *Lane) Next(now time.Time) Batch {
 			}
 			out = append(out, *ev)
 			size += n
+			taken++
+			if perUser != nil && it.uh != 0 {
+				perUser[it.uh]++
+			}
 			// Uncount the bytes before the slot is cleared: ev points into it.
 			l.queuedBytes -= len(ev.Raw)
 			q.evs[q.head] = item{}

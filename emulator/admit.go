@@ -20,6 +20,9 @@ type agg struct {
 	st   *idState
 	eps  int64 // > 0 when throttled
 	day  int64 // > 0 when over the daily quota
+	// overWindow: the request alone holds more of this id's events than
+	// one throttle window allows, so it can never be accepted.
+	overWindow bool
 }
 
 // idKey appends the key of s.ids for (api key, kind, id) to dst.
@@ -186,8 +189,13 @@ func (s *Server) admit(route backfill.Route, f forced, threshold, size int, apiK
 			a.eps = max(epsOf(cur+a.n), 1)
 			throttled = true
 		}
-		if quota > 0 && day+a.n > quota {
-			a.day = day + a.n
+		// More of one id's events than a whole window holds: no wait
+		// makes this request acceptable (the 429 body says so).
+		a.overWindow = limit > 0 && a.n > limit
+		// The quota refuses ids that have reached it, as the docs
+		// describe; the request that reaches it is still accepted.
+		if quota > 0 && day >= quota {
+			a.day = day
 			throttled = true
 		}
 	}
@@ -195,7 +203,7 @@ func (s *Server) admit(route backfill.Route, f forced, threshold, size int, apiK
 		return faultReply(f.status, threshold)
 	}
 	if throttled || (f.status == http.StatusTooManyRequests && !f.after) {
-		return throttleReply(threshold, events, aggs)
+		return throttleReply(threshold, limit, events, aggs)
 	}
 
 	// Ingest.
@@ -271,6 +279,9 @@ func (s *Server) logLocked(route backfill.Route, events []event, keep []bool, sl
 				raw = c.Bytes()
 			}
 		}
+		var cut int
+		raw, cut = truncateStrings(raw)
+		s.stats.StringsTruncated += int64(cut)
 		if !s.l.discard {
 			start := len(raws)
 			raws = append(raws, raw...)
@@ -295,7 +306,10 @@ func (s *Server) logLocked(route backfill.Route, events []event, keep []bool, sl
 	}
 }
 
-func throttleReply(threshold int, events []event, aggs []agg) reply {
+// throttleReply is the 429. limit is the most events one id may have in a
+// throttle window (threshold × 30 s); ids of which the request alone holds
+// more are also listed in the emulator's request_exceeds_window_* fields.
+func throttleReply(threshold int, limit int64, events []event, aggs []agg) reply {
 	b := newThrottle(threshold)
 	for _, a := range aggs {
 		if a.eps > 0 {
@@ -304,6 +318,9 @@ func throttleReply(threshold int, events []event, aggs []agg) reply {
 			} else {
 				b.ThrottledUsers[string(a.id)] = a.eps
 			}
+		}
+		if a.overWindow {
+			b.addOverWindow(a.kind, string(a.id), a.n, limit)
 		}
 		if a.day > 0 {
 			if a.kind == 'd' {

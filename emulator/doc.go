@@ -24,10 +24,13 @@
 //     with missing_field; unknown key → 400 "Invalid API key: <key>".
 //  6. More than 2,000 events → 413; an element that is not an object → 400
 //     "Invalid event JSON".
-//  7. Per-event checks (ids shorter than options.min_id_length are stripped
-//     first; then missing event_type, no id left, blocked id values,
-//     non-integer time, reserved event types, non-string insert_id) → 400
-//     "Invalid field values on some events" listing every offending index.
+//  7. Per-event checks (a user_id or device_id shorter than
+//     options.min_id_length, even next to a valid other id, as public SDK
+//     issues show real servers answering; missing event_type, no id,
+//     blocked id values, non-integer time, reserved event types, non-string
+//     insert_id) → 400 "Invalid field values on some events" listing every
+//     offending index ("Invalid id length for user_id or device_id" when
+//     short ids are the only problem).
 //  8. Silenced devices → 400 "Events silenced for device_id".
 //  9. Injected 413 / 429, then per-id throttling and the daily quota → 429.
 //  10. Ingest: dedupe, counters, the in-memory log and the Record writer.
@@ -39,9 +42,19 @@
 // that receives the request (BatchEPS or HTTPEPS events/s, averaged over a
 // sliding 30 s window kept in 100 ms buckets). A request is throttled when
 // adding its events would push any id over threshold×30 events in the
-// window. The daily quota counts the same ids over a rolling 24 h window in
-// 1 h buckets. Only events of accepted requests are counted, duplicates
+// window; a request holding more events of one id than the window takes
+// can never be accepted, and its 429 adds request_exceeds_window_devices,
+// request_exceeds_window_users, max_events_per_id_per_window and
+// emulator_hint (the emulator's own fields). The daily quota counts the same
+// ids over a rolling 24 h window in 1 h buckets and refuses the ids that
+// have reached it (a request that crosses it is still accepted), as the docs
+// describe. Only events of accepted requests are counted, duplicates
 // included (throttling happens before dedupe, as at Amplitude).
+//
+// # Long strings
+//
+// String values over MaxStringLength (1,024) characters are accepted and
+// stored truncated, as the SDKs truncate; see MaxStringLength.
 //
 // # Dedupe
 //

@@ -126,7 +126,11 @@ func TestEventChecks(t *testing.T) {
 		missing map[string][]int
 		idLen   map[string][]int
 	}{
-		{name: "OKShortUserValidDevice", events: []string{`{"event_type":"e","user_id":"ab","device_id":"device-0001"}`}},
+		// Real servers answer a short user_id next to a valid device_id with
+		// 400 events_with_invalid_id_lengths (Amplitude-Kotlin#105,
+		// Amplitude-TypeScript#81): the id is not stripped.
+		{name: "ShortUserValidDevice", events: []string{`{"event_type":"e","user_id":"ab","device_id":"device-0001"}`}, idLen: map[string][]int{"user_id": {0}}},
+		{name: "ShortDeviceValidUser", events: []string{`{"event_type":"e","user_id":"user-0001","device_id":"1"}`}, idLen: map[string][]int{"device_id": {0}}},
 		{name: "OKMinIDLengthOption", options: `{"min_id_length":3}`, events: []string{`{"event_type":"e","user_id":"abc"}`}},
 		{name: "OKNullTime", events: []string{`{"event_type":"e","user_id":"user-0001","time":null}`}},
 		{name: "OKNegativeTime", events: []string{`{"event_type":"e","user_id":"user-0001","time":-5}`}},
@@ -190,8 +194,12 @@ func TestEventChecks(t *testing.T) {
 					t.Fatalf("status %d, want 400; body %s", r.Status, r.Body)
 				}
 				r.requireFields(t, "error", "events_with_invalid_fields", "events_with_missing_fields", "events_with_invalid_id_lengths")
-				if got := r.str(t, "error"); got != "Invalid field values on some events" {
-					t.Errorf("error=%q", got)
+				wantErr := "Invalid field values on some events"
+				if tt.invalid == nil && tt.missing == nil {
+					wantErr = "Invalid id length for user_id or device_id"
+				}
+				if got := r.str(t, "error"); got != wantErr {
+					t.Errorf("error=%q, want %q", got, wantErr)
 				}
 				if _, ok := r.Fields["missing_field"]; ok {
 					t.Errorf("missing_field set for per-event problems: %s", r.Body)
@@ -327,5 +335,49 @@ func TestEventsKeptAsReceived(t *testing.T) {
 		if err := json.Unmarshal([]byte(l), &r); err != nil || r.Route != want[i].Route {
 			t.Errorf("line %d does not round-trip: %v %+v", i, err, r)
 		}
+	}
+}
+
+// TestLongStringsTruncated: string values over 1,024 characters are stored
+// cut to 1,024 characters (code points, escapes decoded), as the SDKs
+// truncate; keys, shorter strings and the rest of the event are kept as
+// received.
+func TestLongStringsTruncated(t *testing.T) {
+	long := strings.Repeat("é", 1030)
+	exact := strings.Repeat("x", 1024)
+	escaped := strings.Repeat(`\u0041`, 1025) // 1,025 characters in 6,150 bytes
+	key := strings.Repeat("k", 1100)
+	raw := `{"event_type":"e","device_id":"device-0001","event_properties":{"long":"` + long +
+		`","exact":"` + exact + `","esc":"` + escaped + `","` + key + `":1,"list":["` + long + `",2]}}`
+	s, _ := newServer(t, emulator.Config{})
+	requireOK(t, post(t, s, "/batch", body(testKey, raw)))
+	got := s.Events()
+	if len(got) != 1 {
+		t.Fatalf("recorded %d events, want 1", len(got))
+	}
+	var e struct {
+		Props map[string]any `json:"event_properties"`
+	}
+	if err := json.Unmarshal(got[0].Event, &e); err != nil {
+		t.Fatalf("stored event is not JSON: %v", err)
+	}
+	want1024 := strings.Repeat("é", 1024)
+	if v := e.Props["long"]; v != want1024 {
+		t.Errorf("long has %d characters, want 1024", len([]rune(v.(string))))
+	}
+	if v := e.Props["exact"]; v != exact {
+		t.Errorf("a 1,024-character string was changed")
+	}
+	if v := e.Props["esc"]; v != strings.Repeat("A", 1024) {
+		t.Errorf("escaped string not cut to 1,024 characters: %d", len([]rune(v.(string))))
+	}
+	if _, ok := e.Props[key]; !ok {
+		t.Errorf("a long key was changed")
+	}
+	if l := e.Props["list"].([]any); l[0] != want1024 || l[1] != float64(2) {
+		t.Errorf("list=%v", l)
+	}
+	if got := s.Stats().StringsTruncated; got != 3 {
+		t.Errorf("StringsTruncated=%d, want 3", got)
 	}
 }

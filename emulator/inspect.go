@@ -13,11 +13,11 @@ type Recorded struct {
 	// Route is the endpoint that accepted the event.
 	Route backfill.Route
 	// Event is the event JSON as received (whitespace is compacted only
-	// when the event spanned several lines).
+	// when the event spanned several lines, and string values longer than
+	// MaxStringLength characters are truncated).
 	Event json.RawMessage
-	// DeviceID, UserID and InsertID are the ids the emulator used, after
-	// stripping ids shorter than min_id_length; "" when absent. They are
-	// not part of the JSON form.
+	// DeviceID, UserID and InsertID are the ids the emulator used; ""
+	// when absent. They are not part of the JSON form.
 	DeviceID, UserID, InsertID string
 }
 
@@ -77,6 +77,10 @@ type Stats struct {
 	Dropped int64 `json:"connections_dropped"`
 	// IngestedThenFailed counts requests ingested and answered 5xx.
 	IngestedThenFailed int64 `json:"ingested_then_failed"`
+	// StringsTruncated counts string values cut to MaxStringLength
+	// characters in stored events (counted when events are kept or
+	// recorded).
+	StringsTruncated int64 `json:"strings_truncated"`
 	// MaxWindowEPS is MaxWindowEPS at the time of the snapshot.
 	MaxWindowEPS float64 `json:"max_window_eps"`
 	// ProjectThrottled counts the 429s of the project-wide limits

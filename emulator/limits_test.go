@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -143,7 +144,7 @@ func TestDailyQuota(t *testing.T) {
 
 	r := post(t, s, "/batch", body(testKey, ev("device-0002", "x"), `{"event_type":"e","device_id":"device-0001","user_id":"user-0001"}`))
 	require429(t, r, 0)
-	if got, want := r.counts(t, "exceeded_daily_quota_devices"), map[string]int64{"device-0001": 301}; !reflect.DeepEqual(got, want) {
+	if got, want := r.counts(t, "exceeded_daily_quota_devices"), map[string]int64{"device-0001": 300}; !reflect.DeepEqual(got, want) {
 		t.Errorf("exceeded_daily_quota_devices=%v, want %v", got, want)
 	}
 	if got, want := r.ints(t, "throttled_events"), []int{1}; !reflect.DeepEqual(got, want) {
@@ -163,8 +164,65 @@ func TestDailyQuota(t *testing.T) {
 	requireOK(t, post(t, s2, "/2/httpapi", body(testKey, `{"event_type":"e","user_id":"user-0001"}`, `{"event_type":"e","user_id":"user-0001"}`)))
 	r = post(t, s2, "/2/httpapi", body(testKey, `{"event_type":"e","user_id":"user-0001"}`))
 	require429(t, r, 30)
-	if got, want := r.counts(t, "exceeded_daily_quota_users"), map[string]int64{"user-0001": 3}; !reflect.DeepEqual(got, want) {
+	if got, want := r.counts(t, "exceeded_daily_quota_users"), map[string]int64{"user-0001": 2}; !reflect.DeepEqual(got, want) {
 		t.Errorf("exceeded_daily_quota_users=%v, want %v", got, want)
+	}
+}
+
+// TestDailyQuotaRefusesIDsThatReachedIt checks the documented rule: ids
+// that have reached the quota are refused; a request that takes an id from
+// below the quota to over it is accepted, and the id's next request, however
+// small, is refused (the case Amplitude's own SDKs disagreed with the
+// emulator about).
+func TestDailyQuotaRefusesIDsThatReachedIt(t *testing.T) {
+	s, _ := newServer(t, emulator.Config{DailyQuota: 30, BatchEPS: emulator.Unlimited})
+	sendN(t, s, "/batch", "device-0001", 20, "a") // at 20 of 30
+	sendN(t, s, "/batch", "device-0001", 15, "b") // 20 + 15 > 30, but 20 < 30: accepted
+	if got := s.Stats().EventsAccepted; got != 35 {
+		t.Fatalf("accepted %d, want 35", got)
+	}
+	r := post(t, s, "/batch", body(testKey, ev("device-0002", "c"), ev("device-0001", "d")))
+	require429(t, r, 0)
+	if got, want := r.counts(t, "exceeded_daily_quota_devices"), map[string]int64{"device-0001": 35}; !reflect.DeepEqual(got, want) {
+		t.Errorf("exceeded_daily_quota_devices=%v, want %v", got, want)
+	}
+	if got, want := r.ints(t, "throttled_events"), []int{1}; !reflect.DeepEqual(got, want) {
+		t.Errorf("throttled_events=%v, want %v", got, want)
+	}
+	// The other device's event was not throttled; alone it goes through.
+	requireOK(t, post(t, s, "/batch", body(testKey, ev("device-0002", "c"))))
+}
+
+// TestRequestLargerThanWindow: on /2/httpapi (30 events/s × 30 s = 900
+// events per id per window) a request holding 901 events of one device is
+// refused even on an idle server, and the 429 body says why; 900 are
+// accepted.
+func TestRequestLargerThanWindow(t *testing.T) {
+	s, _ := newServer(t, emulator.Config{DailyQuota: emulator.Unlimited})
+	evs := make([]string, 901)
+	for i := range evs {
+		evs[i] = ev("device-0001", fmt.Sprintf("i%d", i))
+	}
+	r := post(t, s, "/2/httpapi", body(testKey, evs...))
+	require429(t, r, 30)
+	if got, want := r.counts(t, "request_exceeds_window_devices"), map[string]int64{"device-0001": 901}; !reflect.DeepEqual(got, want) {
+		t.Errorf("request_exceeds_window_devices=%v, want %v", got, want)
+	}
+	if got := r.int(t, "max_events_per_id_per_window"); got != 900 {
+		t.Errorf("max_events_per_id_per_window=%v, want 900", got)
+	}
+	if got := r.str(t, "emulator_hint"); !strings.Contains(got, "never be accepted") {
+		t.Errorf("emulator_hint=%q", got)
+	}
+	requireOK(t, post(t, s, "/2/httpapi", body(testKey, evs[:900]...)))
+
+	// An ordinary throttle (the window is full) has no such fields.
+	r = post(t, s, "/2/httpapi", body(testKey, ev("device-0001", "more")))
+	require429(t, r, 30)
+	for _, k := range []string{"request_exceeds_window_devices", "request_exceeds_window_users", "max_events_per_id_per_window", "emulator_hint"} {
+		if _, ok := r.Fields[k]; ok {
+			t.Errorf("%s in an ordinary 429: %s", k, r.Body)
+		}
 	}
 }
 

@@ -15,6 +15,7 @@ const (
 	errInvalidEvent    = "Invalid event JSON"
 	errInvalidKey      = "Invalid API key: "
 	errInvalidFields   = "Invalid field values on some events"
+	errInvalidIDLength = "Invalid id length for user_id or device_id" // undocumented; from SDK issues
 	errSilenced        = "Events silenced for device_id"
 	errTooLarge        = "Payload too large"
 	errThrottled       = "Too many requests for some devices and users"
@@ -131,25 +132,37 @@ func parseBody(sc *scanner, body []byte, limit int, apiKeys map[string]struct{})
 		sc.checkEvent(i, &events[i], minLen, &errs)
 	}
 	if errs.any() {
-		b := newBadRequest(errInvalidFields)
-		if errs.invalid != nil {
-			b.EventsWithInvalidFields = errs.invalid
-		}
-		if errs.missing != nil {
-			b.EventsWithMissingFields = errs.missing
-		}
-		if errs.idLengths != nil {
-			b.EventsWithInvalidIDLengths = errs.idLengths
-		}
-		return nil, nil, jsonReply(http.StatusBadRequest, b, errInvalidFields), len(events), false
+		return nil, nil, errs.reply(), len(events), false
 	}
 	return apiKey, events, reply{}, len(events), true
+}
+
+// reply is the 400 listing every per-event problem. When short ids are the
+// only problem the error string is the one real servers send for them
+// ("Invalid id length for user_id or device_id", seen in public SDK
+// issues); otherwise the documented generic one.
+func (e *eventErrors) reply() reply {
+	msg := errInvalidFields
+	if e.invalid == nil && e.missing == nil {
+		msg = errInvalidIDLength
+	}
+	b := newBadRequest(msg)
+	if e.invalid != nil {
+		b.EventsWithInvalidFields = e.invalid
+	}
+	if e.missing != nil {
+		b.EventsWithMissingFields = e.missing
+	}
+	if e.idLengths != nil {
+		b.EventsWithInvalidIDLengths = e.idLengths
+	}
+	return jsonReply(http.StatusBadRequest, b, msg)
 }
 
 // idField classifies a user_id/device_id value.
 type idField struct {
 	val     []byte // the id, when a usable string
-	short   bool   // present but shorter than min length: stripped
+	short   bool   // present but shorter than min length: an error
 	badType bool   // present but not a string
 	blocked bool
 }
@@ -179,7 +192,7 @@ func (s *scanner) readID(v span, minLen int) idField {
 // checkEvent validates event i (an object) and fills ev. Steps follow
 // amplitude-api.md §11.5.
 func (s *scanner) checkEvent(i int, ev *event, minLen int, errs *eventErrors) {
-	// 1. strip short ids.
+	// 1. classify the ids.
 	u := s.readID(ev.f[fieldUserID], minLen)
 	d := s.readID(ev.f[fieldDeviceID], minLen)
 	// 2. event_type.
@@ -196,20 +209,18 @@ func (s *scanner) checkEvent(i int, ev *event, minLen int, errs *eventErrors) {
 			errs.add(&errs.invalid, "event_type", i)
 		}
 	}
-	// 3. some id must be left.
-	left := u.val != nil || d.val != nil || u.badType || d.badType
-	if !left {
-		switch {
-		case u.short || d.short:
-			if u.short {
-				errs.add(&errs.idLengths, "user_id", i)
-			}
-			if d.short {
-				errs.add(&errs.idLengths, "device_id", i)
-			}
-		default:
-			errs.add(&errs.missing, "user_id", i)
-		}
+	// 3. a short id is an error even when the other id is valid (public
+	// SDK issues show Amplitude answering 400 events_with_invalid_id_lengths
+	// for a short user_id next to a valid device_id); no id at all is a
+	// missing user_id.
+	if u.short {
+		errs.add(&errs.idLengths, "user_id", i)
+	}
+	if d.short {
+		errs.add(&errs.idLengths, "device_id", i)
+	}
+	if u.val == nil && d.val == nil && !u.badType && !d.badType && !u.short && !d.short {
+		errs.add(&errs.missing, "user_id", i)
 	}
 	// 4. invalid values.
 	if u.badType || u.blocked {

@@ -68,17 +68,7 @@ func refParseBody(p *fastjson.Parser, body []byte, limit int, apiKeys map[string
 		}
 	}
 	if errs.any() {
-		b := newBadRequest(errInvalidFields)
-		if errs.invalid != nil {
-			b.EventsWithInvalidFields = errs.invalid
-		}
-		if errs.missing != nil {
-			b.EventsWithMissingFields = errs.missing
-		}
-		if errs.idLengths != nil {
-			b.EventsWithInvalidIDLengths = errs.idLengths
-		}
-		return nil, nil, jsonReply(http.StatusBadRequest, b, errInvalidFields), len(events), false
+		return nil, nil, errs.reply(), len(events), false
 	}
 	// The values point into the parser: copy them.
 	apiKey = bytes.Clone(apiKey)
@@ -167,20 +157,18 @@ func refCheckEvent(i int, v *fastjson.Value, minLen int, ev *event, errs *eventE
 			errs.add(&errs.invalid, "event_type", i)
 		}
 	}
-	// 3. some id must be left.
-	left := u.val != nil || d.val != nil || u.badType || d.badType
-	if !left {
-		switch {
-		case u.short || d.short:
-			if u.short {
-				errs.add(&errs.idLengths, "user_id", i)
-			}
-			if d.short {
-				errs.add(&errs.idLengths, "device_id", i)
-			}
-		default:
-			errs.add(&errs.missing, "user_id", i)
-		}
+	// 3. a short id is an error even when the other id is valid (public
+	// SDK issues show Amplitude answering 400 events_with_invalid_id_lengths
+	// for a short user_id next to a valid device_id); no id at all is a
+	// missing user_id.
+	if u.short {
+		errs.add(&errs.idLengths, "user_id", i)
+	}
+	if d.short {
+		errs.add(&errs.idLengths, "device_id", i)
+	}
+	if u.val == nil && d.val == nil && !u.badType && !d.badType && !u.short && !d.short {
+		errs.add(&errs.missing, "user_id", i)
 	}
 	// 4. invalid values.
 	if u.badType || u.blocked {

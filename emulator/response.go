@@ -45,6 +45,32 @@ type throttleBody struct {
 	ThrottledEvents           []int            `json:"throttled_events"`
 	ExceededDailyQuotaUsers   map[string]int64 `json:"exceeded_daily_quota_users"`
 	ExceededDailyQuotaDevices map[string]int64 `json:"exceeded_daily_quota_devices"`
+
+	// The emulator's own fields, present only when the request alone holds
+	// more events of one id than a throttle window allows (eps_threshold ×
+	// 30 s): such a request is refused however long the client waits, so
+	// the body says why. Amplitude documents nothing for this case; SDKs
+	// ignore unknown fields.
+	RequestExceedsWindowDevices map[string]int64 `json:"request_exceeds_window_devices,omitempty"`
+	RequestExceedsWindowUsers   map[string]int64 `json:"request_exceeds_window_users,omitempty"`
+	MaxEventsPerWindow          int64            `json:"max_events_per_id_per_window,omitempty"`
+	Hint                        string           `json:"emulator_hint,omitempty"`
+}
+
+// addOverWindow lists an id of which the request holds n events, more than
+// limit, the most one throttle window takes.
+func (b *throttleBody) addOverWindow(kind byte, id string, n, limit int64) {
+	m := &b.RequestExceedsWindowUsers
+	if kind == 'd' {
+		m = &b.RequestExceedsWindowDevices
+	}
+	if *m == nil {
+		*m = map[string]int64{}
+	}
+	(*m)[id] = n
+	b.MaxEventsPerWindow = limit
+	b.Hint = "this request holds more events of one device_id or user_id than eps_threshold x 30 s allows; " +
+		"it can never be accepted: split it so each id has at most max_events_per_id_per_window events per request"
 }
 
 func newBadRequest(msg string) *badRequestBody {

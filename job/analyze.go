@@ -171,15 +171,9 @@ func (a *Analysis) Warnings() []string {
 		return fmt.Sprintf(" (%.1f%% of %d valid events)", 100*float64(n)/float64(of), of)
 	}
 	var out []string
-	if n := a.Mapper.ShortIDs; n > 0 {
-		out = append(out, fmt.Sprintf("%d user_id/device_id values are shorter than %d characters%s: they are removed before sending, "+
-			"as Amplitude would strip them, and those events keep only their other id. If they are real ids (database keys such as \"7\"), "+
-			"run with --min-id-length N (N at most the length of your shortest ids, e.g. --min-id-length 1; sent to Amplitude as options.min_id_length)",
-			n, a.MinIDLength, share(n, mapped)))
-	}
 	if shortRej > 0 {
-		out = append(out, fmt.Sprintf("%d records would be rejected because their only id is shorter than %d characters; "+
-			"--min-id-length N (e.g. --min-id-length 1) sends them", shortRej, a.MinIDLength))
+		out = append(out, fmt.Sprintf("%d records would be rejected because a user_id or device_id is shorter than %d characters (Amplitude answers 400 for them, even next to a valid other id)%s; "+
+			"if they are real ids (database keys such as \"7\"), run with --min-id-length N (e.g. --min-id-length 1; sent as options.min_id_length)", shortRej, a.MinIDLength, share(shortRej, mapped)))
 	}
 	if n := a.Mapper.BlockedIDs; n > 0 {
 		out = append(out, fmt.Sprintf("%d user_id/device_id values are on Amplitude's blocked list (\"anonymous\", \"null\", \"0\", ...)%s: "+

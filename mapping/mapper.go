@@ -411,7 +411,6 @@ func (m *Mapper) countRepairs(res *validate.Result) {
 	if n := res.StrippedIDs(); n > 0 {
 		m.stats.stripped.Add(int64(n))
 		m.stats.blockedIDs.Add(int64(res.BlockedIDs))
-		m.stats.shortIDs.Add(int64(n - res.BlockedIDs))
 	}
 	if res.Truncated > 0 {
 		m.stats.truncated.Add(int64(res.Truncated))

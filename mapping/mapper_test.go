@@ -430,7 +430,7 @@ func TestMinIDLengthOption(t *testing.T) {
 func TestRepairsCounted(t *testing.T) {
 	m := newMapper(t, mapping.Options{})
 	long := strings.Repeat("x", 1500)
-	ev, err := m.Map(rec(0, `{"user_id":"ab","device_id":"device-1","event_type":"e","time":1700000000000,"event_properties":{"a":"`+long+`","b":["`+long+`"]}}`))
+	ev, err := m.Map(rec(0, `{"user_id":"null","device_id":"device-1","event_type":"e","time":1700000000000,"event_properties":{"a":"`+long+`","b":["`+long+`"]}}`))
 	if err != nil {
 		t.Fatal(err)
 	}

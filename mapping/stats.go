@@ -12,8 +12,7 @@ type Stats struct {
 	FastPath    int64 // of Mapped, passed through without re-encoding
 	Repaired    int64 // of Mapped, events with at least one repair
 	Truncated   int64 // strings truncated to 1024 runes
-	IDsStripped int64 // short or blocked user_id/device_id removed
-	ShortIDs    int64 // of IDsStripped, ids shorter than MinIDLength
+	IDsStripped int64 // empty or blocked user_id/device_id removed
 	BlockedIDs  int64 // of IDsStripped, ids on Amplitude's blocked list
 	Derived     int64 // insert_ids derived (position, hash or dead-letter entry)
 	Refed       int64 // dead-letter entries unwrapped
@@ -26,7 +25,7 @@ type Stats struct {
 
 type counters struct {
 	mapped, fast, repaired, truncated, stripped, derived, refed, filtered, rejected atomic.Int64
-	skipped, shortIDs, blockedIDs                                                   atomic.Int64
+	skipped, blockedIDs                                                             atomic.Int64
 	byCode                                                                          sync.Map // code -> *atomic.Int64
 }
 
@@ -46,7 +45,7 @@ func (m *Mapper) Stats() Stats {
 		Mapped: c.mapped.Load(), FastPath: c.fast.Load(), Repaired: c.repaired.Load(),
 		Truncated: c.truncated.Load(), IDsStripped: c.stripped.Load(), Derived: c.derived.Load(),
 		Refed: c.refed.Load(), Filtered: c.filtered.Load(), Rejected: c.rejected.Load(),
-		Skipped: c.skipped.Load(), ShortIDs: c.shortIDs.Load(), BlockedIDs: c.blockedIDs.Load(),
+		Skipped: c.skipped.Load(), BlockedIDs: c.blockedIDs.Load(),
 		RejectedBy: map[string]int64{},
 	}
 	c.byCode.Range(func(k, v any) bool {

@@ -97,12 +97,11 @@ func (s *Summary) Add(ev backfill.Event, err error) {
 			return
 		}
 		s.rejected++
-		if code == validate.CodeMissingID {
-			if strings.Contains(smp.Reason, " too short (") {
-				s.shortRejected++
-			} else if strings.Contains(smp.Reason, " is blocked") {
-				s.blockedRejected++
-			}
+		switch {
+		case code == validate.CodeIDTooShort:
+			s.shortRejected++
+		case code == validate.CodeMissingID && strings.Contains(smp.Reason, " is blocked"):
+			s.blockedRejected++
 		}
 		if len(s.samples) < orDefault(s.MaxSamples, DefaultSummarySamples) {
 			s.samples = append(s.samples, smp)

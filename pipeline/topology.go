@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/backfillhq/backfill"
+	"github.com/backfillhq/backfill/amplitude"
 	"github.com/backfillhq/backfill/chunker"
 	"golang.org/x/sync/errgroup"
 )
@@ -55,9 +56,9 @@ func (r *run) run(hard, soft context.Context) ([]ObjectStat, error) {
 		r.senders[route] = throttle{Sender: r.deps.Sender, budget: budgets[route], now: cfg.Now, parkFor: cfg.ParkFor, stats: r.stats}
 	}
 	for route := range r.lanes {
-		maxBytes := cfg.MaxBatchBytes
+		maxBytes, maxPerID := cfg.MaxBatchBytes, 0
 		if backfill.Route(route) == backfill.RouteHTTP {
-			maxBytes = cfg.MaxHTTPBytes
+			maxBytes, maxPerID = cfg.MaxHTTPBytes, amplitude.HTTPWindowEvents
 		}
 		for range cfg.Lanes {
 			r.lanes[route] = append(r.lanes[route], chunker.NewLane(budgets[route], chunker.Options{
@@ -67,6 +68,7 @@ func (r *run) run(hard, soft context.Context) ([]ObjectStat, error) {
 				Linger:    cfg.Linger,
 				SpillDir:  cfg.SpillDir,
 				Daily:     daily,
+				MaxPerID:  maxPerID,
 			}))
 		}
 	}

@@ -76,7 +76,9 @@ func (l *Listing) Next(ctx context.Context) (Object, error) {
 		case ctx.Err() != nil:
 			return Object{}, ctx.Err()
 		default:
-			l.err = fmt.Errorf("list %s: %w", l.src.display, err)
+			if l.err = bucketError(l.src, err); l.err == nil {
+				l.err = fmt.Errorf("list %s: %w", l.src.display, err)
+			}
 		}
 	}
 	return Object{}, l.err
@@ -94,6 +96,9 @@ func (l *Listing) open(ctx context.Context) error {
 	}
 	b, err := l.r.bucket(ctx, src.bucket)
 	if err != nil {
+		if berr := bucketError(src, err); berr != nil {
+			return berr
+		}
 		return fmt.Errorf("list %s: %w", src.display, err)
 	}
 	l.cur = &bucketLister{src: src, it: b.List(&blob.ListOptions{Prefix: src.prefix})}

@@ -159,6 +159,8 @@ func TestListBucket(t *testing.T) {
 		{"mem://bkt/events/*/0?/*.jsonl*", "events/2024/01/a.jsonl events/2024/02/b.jsonl.gz"},
 		{"mem://bkt/**/*.csv", "other/y.csv"},
 		{"mem://bkt/events/2024/0[2]/*?q=1", "events/2024/02/b.jsonl.gz"},
+		// The README's S3-compatible form: an unescaped URL as a value.
+		{"mem://bkt/events/2024/0?/*?endpoint=https://minio.local:9000&use_path_style=true", "events/2024/01/a.jsonl events/2024/02/b.jsonl.gz"},
 		{"mem://bkt", "events-old/x.jsonl events/2024/01/a.jsonl events/2024/02/b.jsonl.gz other/y.csv"},
 	}
 	r := newReader(t, reader.Options{OpenBucket: open})
@@ -178,7 +180,7 @@ func TestListBucket(t *testing.T) {
 			}
 		})
 	}
-	if opens["mem://bkt"] != 1 || opens["mem://bkt?q=1"] != 1 || len(opens) != 2 {
+	if opens["mem://bkt"] != 1 || opens["mem://bkt?q=1"] != 1 || opens["mem://bkt?endpoint=https%3A%2F%2Fminio.local%3A9000&use_path_style=true"] != 1 || len(opens) != 3 {
 		t.Fatalf("bucket opens %v, want one per bucket URL", opens)
 	}
 	objs, err := listAll(t, r, "mem://bkt/events/2024/02/")
@@ -209,6 +211,56 @@ func TestListBucketOpenError(t *testing.T) {
 	}
 	if _, err2 := l.Next(ctx); err2 == nil || err2.Error() != err.Error() {
 		t.Fatalf("second Next = %v, want the same error", err2)
+	}
+}
+
+// httpErr is an SDK error with an HTTP status and an error code, as AWS's.
+type httpErr struct {
+	status int
+	code   string
+}
+
+func (e httpErr) Error() string       { return "operation error: " + e.code }
+func (e httpErr) HTTPStatusCode() int { return e.status }
+func (e httpErr) ErrorCode() string   { return e.code }
+
+// TestListBucketErrors: a bucket that refuses the credentials or does not
+// exist gives a *BucketError naming the bucket and what to check, matching
+// its sentinel and the SDK's error.
+func TestListBucketErrors(t *testing.T) {
+	tests := []struct {
+		name, source string
+		err          error
+		want         error
+		says         []string
+	}{
+		{"Denied", "s3://events/x/", httpErr{403, "SignatureDoesNotMatch"}, reader.ErrAccessDenied,
+			[]string{`list s3://events/x/: the storage server refused access to bucket "events" (HTTP 403 SignatureDoesNotMatch)`, "AWS_ACCESS_KEY_ID"}},
+		{"NoBucket", "gs://nope/x/", httpErr{404, "NoSuchBucket"}, reader.ErrNoBucket,
+			[]string{`list gs://nope/x/: bucket "nope" does not exist`, "check the bucket name"}},
+		{"Other", "azblob://c/x/", errors.New("connection refused"), nil, []string{"list azblob://c/x/: ", "connection refused"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newReader(t, reader.Options{OpenBucket: func(context.Context, string) (*blob.Bucket, error) {
+				return nil, tt.err
+			}})
+			_, err := listAll(t, r, tt.source)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, s := range tt.says {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not say %q", err, s)
+				}
+			}
+			if tt.want != nil && !errors.Is(err, tt.want) {
+				t.Errorf("error %v is not %v", err, tt.want)
+			}
+			if !errors.Is(err, tt.err) {
+				t.Errorf("error %v does not wrap the SDK's", err)
+			}
+		})
 	}
 }
 

@@ -12,11 +12,16 @@
 //   - event_type: present, a string, not blank, not one of the reserved
 //     "[Amplitude] ..." types. Otherwise rejected.
 //   - user_id / device_id: must be strings. An id shorter than MinIDLength
-//     runes, or equal to a blocked value (compared case-insensitively after
-//     trimming spaces, so "NULL" and " None " are blocked too), is removed
-//     from the event (a repair, counted in Report.StrippedIDs), as Amplitude
-//     removes short ids. If no id is left the event is rejected. An id longer
-//     than MaxStringLength is rejected rather than truncated, since a
+//     runes is rejected (CodeIDTooShort), even when the other id is valid:
+//     Amplitude answers it with 400 events_with_invalid_id_lengths (public
+//     SDK issues show it for a short user_id next to a valid device_id), and
+//     stripping it would move the user's events to a bare device without a
+//     trace; the reason tells to lower MinIDLength (--min-id-length). An
+//     empty id, or one equal to a blocked value (compared case-insensitively
+//     after trimming spaces, so "NULL" and " None " are blocked too), means
+//     "no id" and is removed from the event (a repair, counted in
+//     Report.StrippedIDs). If no id is left the event is rejected. An id
+//     longer than MaxStringLength is rejected rather than truncated, since a
 //     truncated id could merge two users.
 //   - time: integer milliseconds since the epoch, not before MinTime
 //     (2000-01-01 by default: an earlier value is nearly always seconds sent

@@ -193,17 +193,23 @@ func (c *checker) id(name string, val *fastjson.Value, out *string, strip *bool)
 		return "", false, reject(CodeIDTooLong, name, "%s longer than %d characters", name, c.v.opt.MaxStringLength)
 	}
 	s := string(b)
-	if n := utf8.RuneCountInString(s); n < c.v.opt.MinIDLength {
+	n := utf8.RuneCountInString(s)
+	if n == 0 {
 		*strip = true
-		if n == 0 {
-			return "empty " + name, false, nil
-		}
-		return fmt.Sprintf("%s too short (%d < %d)", name, n, c.v.opt.MinIDLength), false, nil
+		return "empty " + name, false, nil
 	}
 	if IsBlockedID(s) {
 		*strip = true
 		c.res.BlockedIDs++
 		return fmt.Sprintf("%s %q is blocked", name, s), false, nil
+	}
+	if n < c.v.opt.MinIDLength {
+		// Amplitude answers a short id with 400
+		// events_with_invalid_id_lengths even when the other id is valid
+		// (see the emulator's doc), so it is not stripped: the event would
+		// lose its user or device without a trace.
+		return "", false, reject(CodeIDTooShort, name, "%s %q is shorter than the minimum id length (%d < %d); Amplitude rejects it: lower --min-id-length to send it",
+			name, s, n, c.v.opt.MinIDLength)
 	}
 	*out = s
 	return "", true, nil

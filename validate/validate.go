@@ -16,7 +16,7 @@ const (
 	// DefaultMinIDLength is Amplitude's default minimum user_id/device_id length.
 	DefaultMinIDLength = amplitude.MinIDLength
 	// DefaultMaxStringLength is the longest string value, in runes.
-	DefaultMaxStringLength = 1024
+	DefaultMaxStringLength = amplitude.MaxStringLength
 	// DefaultMaxDepth is the deepest nesting of objects and arrays inside an event.
 	DefaultMaxDepth = 40
 	// DefaultMaxKeys is the most keys one object may have.
@@ -38,6 +38,7 @@ const (
 	CodeReservedEventType = "reserved_event_type"
 	CodeMissingID         = "missing_id"
 	CodeIDTooLong         = "id_too_long"
+	CodeIDTooShort        = "id_too_short"
 	CodeMissingTime       = "missing_time"
 	CodeInvalidTime       = "invalid_time"
 	CodeInvalidField      = "invalid_field"
@@ -130,7 +131,7 @@ type Result struct {
 	// be sent as it is (apart from the repairs below).
 	Typed bool
 
-	StripUserID   bool // user_id is too short or blocked and must be removed
+	StripUserID   bool // user_id is empty or blocked and must be removed
 	StripDeviceID bool // same for device_id
 	// BlockedIDs counts, of the stripped ids, those on Amplitude's blocked
 	// list; the others were too short.

@@ -44,11 +44,13 @@ func TestEvent(t *testing.T) {
 		{"NumericEventType", `{"user_id":"user-1","event_type":5,"time":1700000000000}`, "", validate.CodeMissingEventType, "invalid event_type: 5 is not a string"},
 		{"Reserved", `{"user_id":"user-1","event_type":"[Amplitude] Start Session","time":1700000000000}`, "", validate.CodeReservedEventType, `reserved event_type "[Amplitude] Start Session"`},
 		{"NoIDs", `{"event_type":"e","time":1700000000000}`, "", validate.CodeMissingID, "missing user_id and device_id"},
-		{"ShortUser", `{"user_id":"abc","event_type":"e","time":1700000000000}`, "", validate.CodeMissingID, "user_id too short (3 < 5) and no device_id"},
-		{"ShortBoth", `{"user_id":"abc","device_id":"de","event_type":"e","time":1700000000000}`, "", validate.CodeMissingID, "user_id too short (3 < 5) and device_id too short (2 < 5)"},
+		{"ShortUser", `{"user_id":"abc","event_type":"e","time":1700000000000}`, "", validate.CodeIDTooShort, `user_id "abc" is shorter than the minimum id length (3 < 5); Amplitude rejects it: lower --min-id-length to send it`},
+		{"ShortBoth", `{"user_id":"abc","device_id":"de","event_type":"e","time":1700000000000}`, "", validate.CodeIDTooShort, `user_id "abc" is shorter than the minimum id length (3 < 5); Amplitude rejects it: lower --min-id-length to send it`},
+		{"ShortDeviceValidUser", `{"user_id":"user-1","device_id":"de","event_type":"e","time":1700000000000}`, "", validate.CodeIDTooShort, `device_id "de" is shorter than the minimum id length (2 < 5); Amplitude rejects it: lower --min-id-length to send it`},
 		{"BlockedDevice", `{"device_id":" Undefined ","event_type":"e","time":1700000000000}`, "", validate.CodeMissingID, `no user_id and device_id " Undefined " is blocked`},
 		{"BlockedZeroUUID", `{"device_id":"00000000-0000-0000-0000-000000000000","event_type":"e","time":1700000000000}`, "", validate.CodeMissingID, `no user_id and device_id "00000000-0000-0000-0000-000000000000" is blocked`},
-		{"StripShortUser", `{"user_id":"abc","device_id":"dev-1","event_type":"e","time":1700000000000}`, `{"device_id":"dev-1","event_type":"e","time":1700000000000}`, "", ""},
+		{"ShortUserValidDevice", `{"user_id":"abc","device_id":"dev-1","event_type":"e","time":1700000000000}`, "", validate.CodeIDTooShort, `user_id "abc" is shorter than the minimum id length (3 < 5); Amplitude rejects it: lower --min-id-length to send it`},
+		{"StripEmptyUser", `{"user_id":"","device_id":"dev-1","event_type":"e","time":1700000000000}`, `{"device_id":"dev-1","event_type":"e","time":1700000000000}`, "", ""},
 		{"StripBlockedUser", `{"user_id":"NULL","device_id":"dev-1","event_type":"e","time":1700000000000}`, `{"device_id":"dev-1","event_type":"e","time":1700000000000}`, "", ""},
 		{"RuneLength", `{"user_id":"日本語語語","event_type":"e","time":1700000000000}`, "", "", ""},
 		{"NonStringID", `{"user_id":12345,"event_type":"e","time":1700000000000}`, "", validate.CodeInvalidField, "invalid user_id: 12345 is not a string"},
@@ -131,7 +133,7 @@ func TestOptions(t *testing.T) {
 
 func TestCheckResult(t *testing.T) {
 	v := newV(t, validate.Options{})
-	res, err := v.Check(parse(t, `{"user_id":"abc","device_id":"dev-12","event_type":"e","time":1700000000000,"insert_id":"i-1","$skip_user_properties_sync":false}`))
+	res, err := v.Check(parse(t, `{"user_id":"none","device_id":"dev-12","event_type":"e","time":1700000000000,"insert_id":"i-1","$skip_user_properties_sync":false}`))
 	if err != nil {
 		t.Fatal(err)
 	}
