@@ -124,10 +124,11 @@ func run(args []string) error {
 		size := fs.Int("size", 1000000, "dataset size in events")
 		devices := fs.Int("devices", 50000, "distinct devices")
 		heapAt := fs.Duration("heap-at", 8*time.Second, "when to take the mid-run heap snapshot")
+		src := fs.String("path", "", "profile this JSON lines file or directory (a shape of .bench/data/shapes) instead of a generated dataset")
 		if err := fs.Parse(rest); err != nil {
 			return err
 		}
-		return profile(c, *format, *size, *devices, *heapAt)
+		return profile(c, *format, *size, *devices, *heapAt, *src)
 	case "genfile": // internal: bench genfile PATH N DEVICES SEED ZIPF TOP
 		if len(rest) != 6 {
 			return errors.New("usage: bench genfile PATH N DEVICES SEED ZIPF TOP")
