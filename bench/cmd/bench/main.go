@@ -95,6 +95,7 @@ func run(args []string) error {
 		if err := fs.Parse(rest); err != nil {
 			return err
 		}
+		s.common = c // parsed now: -dir, -bin and -md
 		return s.run()
 	case "shapes":
 		c.register(fs)
@@ -106,6 +107,7 @@ func run(args []string) error {
 		if err := fs.Parse(rest); err != nil {
 			return err
 		}
+		s.common = c // parsed now: -dir, -bin and -md
 		s.sdkAll = !s.quick
 		return s.run()
 	case "genshape": // internal: bench genshape DIR OBJECTS EVENTS GZIP KIND DEVICES
