@@ -5,7 +5,7 @@ COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.Version=$(VERSION) -X main.Commit=$(COMMIT)
 BIN     := bin/backfill
 
-.PHONY: all build demo test test-short sdkcheck lint tidy bench bench-skew emulator storage-servers clean
+.PHONY: all build demo test test-short sdkcheck lint tidy bench bench-shapes bench-skew emulator storage-servers clean
 
 all: build
 
@@ -47,13 +47,25 @@ tidy:
 #   BENCH_FORMATS=jsonl,parquet    subset of jsonl,jsonl.gz,csv,parquet
 #   BENCH_ARGS='-sdk=false'        extra flags of `bench throughput` / `bench skew`
 #   BENCH_SKEW_ARGS='-top 4200 -zipf 1.2 -eps 50 -sdk-cap 3m'
+#   BENCH=quick                    1M events only, smaller bucket shapes, SDK on two shapes
+#   BENCH_SHAPE_ARGS='-only objects' extra flags of `bench shapes`
+ifeq ($(BENCH),quick)
+BENCH_SIZES   ?= 1000000
+BENCH_SHAPE_ARGS ?= -quick
+endif
 BENCH_SIZES   ?= 1000000,5000000
+BENCH_SHAPE_ARGS ?=
 BENCH_FORMATS ?= jsonl,jsonl.gz,csv,parquet
 BENCH_ARGS    ?=
 BENCH_SKEW_ARGS ?=
 
 bench: build
-	cd bench && $(GO) build -o ../bin/bench ./cmd/bench && ../bin/bench throughput -sizes $(BENCH_SIZES) -formats $(BENCH_FORMATS) $(BENCH_ARGS)
+	cd bench && $(GO) build -o ../bin/bench ./cmd/bench && ../bin/bench throughput -sizes $(BENCH_SIZES) -formats $(BENCH_FORMATS) $(BENCH_ARGS) \
+		&& ../bin/bench shapes $(BENCH_SHAPE_ARGS) $(BENCH_ARGS)
+
+# Only the bucket shapes of issue 17 (many objects, gzip mix, derived ids, event sizes).
+bench-shapes: build
+	cd bench && $(GO) build -o ../bin/bench ./cmd/bench && ../bin/bench shapes $(BENCH_SHAPE_ARGS) $(BENCH_ARGS)
 
 bench-skew: build
 	cd bench && $(GO) build -o ../bin/bench ./cmd/bench && ../bin/bench skew $(BENCH_SKEW_ARGS) $(BENCH_ARGS)

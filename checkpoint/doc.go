@@ -22,10 +22,11 @@
 // start.Done, else open the reader at start.Resume (Record 0: from the
 // beginning; otherwise seek to Resume.Offset, or row group/row for Parquet).
 // For every record produced call tr.Read(pos) and drop the record when it
-// returns true; when its fate is final call tr.Settle(pos, Accepted) or, for
-// a rejected record, tr.SettleWith(pos, Rejected, func() error { return
-// dl.Write(entry) }) so the dead-letter line and the settled record are
-// recorded together. At the end of the object call tr.EOF(url, n), or
+// returns true; when its fate is final call tr.SettleEvents(evs, idx,
+// Accepted) for the events a request delivered, tr.SettleWith(pos,
+// Accepted, nil) for one record or, for a rejected record,
+// tr.SettleWith(pos, Rejected, func() error { return dl.Write(entry) }) so
+// the dead-letter line and the settled record are recorded together. At the end of the object call tr.EOF(url, n), or
 // tr.Fail(url, err) on an object error.
 //
 // Saving a checkpoint (per acknowledged chunk or every few seconds):

@@ -35,8 +35,9 @@ func Example() {
 	for r := range int64(4) {
 		tr.Read(p(r))
 	}
-	tr.Settle(p(0), checkpoint.Accepted)
-	tr.Settle(p(2), checkpoint.Accepted) // out of order: 1 still in flight
+	// A request of records 0 and 2 is accepted: out of order, 1 is still
+	// in flight.
+	tr.SettleEvents([]backfill.Event{{Pos: p(0)}, {Pos: p(2)}}, []int{0, 1}, checkpoint.Accepted)
 	st := checkpoint.State{Job: job}
 	tr.Fill(&st, nil)
 	store.Save(ctx, &st)
@@ -57,10 +58,11 @@ func Example() {
 			continue
 		}
 		fmt.Println("send", r)
-		tr.Settle(p(r), checkpoint.Accepted)
+		tr.SettleWith(p(r), checkpoint.Accepted, nil)
 	}
 	tr.EOF(obj, 4)
-	fmt.Println("done:", tr.Snapshot()[obj].Done, "accepted:", tr.Counters().EventsAccepted)
+	tr.Fill(&st, nil)
+	fmt.Println("done:", st.Complete, "accepted:", st.Counters.EventsAccepted)
 	// Output:
 	// fresh run
 	// resume at record 1 offset 10

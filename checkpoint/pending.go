@@ -23,6 +23,9 @@ type pendingSet struct {
 	head  int       // q[head] is unsettled unless the queue is empty
 	open  int       // unsettled entries in q[head:]
 	extra map[int64]mark
+	// ops counts the elementary steps (an entry visited or copied, a probe
+	// of a search): the tests that bound the settle cost read it.
+	ops int64
 }
 
 type pending struct {
@@ -42,7 +45,7 @@ func (s *pendingSet) len() int { return s.open + len(s.extra) }
 func (s *pendingSet) entries() int { return len(s.q) - s.head + len(s.extra) }
 
 // reset drops everything and releases the storage.
-func (s *pendingSet) reset() { *s = pendingSet{} }
+func (s *pendingSet) reset() { *s = pendingSet{ops: s.ops} }
 
 // add records that record r, at m, was read and is not settled.
 func (s *pendingSet) add(r int64, m mark) {
@@ -101,6 +104,7 @@ func (s *pendingSet) makeRoom() {
 	default:
 		dst = s.q[:0] // writes never overtake reads
 	}
+	s.ops += int64(len(s.q) - s.head)
 	for _, e := range s.q[s.head:] {
 		if !e.settled {
 			dst = append(dst, e)
@@ -117,6 +121,7 @@ func (s *pendingSet) makeRoom() {
 func (s *pendingSet) search(lo int, r int64) int {
 	q := s.q
 	hi := len(q)
+	s.ops++
 	if lo >= hi {
 		return hi
 	}
@@ -133,6 +138,7 @@ func (s *pendingSet) search(lo int, r int64) int {
 	// Invariant: q[lo-1].rec < r (or lo is the start), q[hi].rec >= r (or
 	// hi is the end) and the answer is in [lo, hi].
 	for lo < hi {
+		s.ops++
 		m := int(uint(lo+hi) >> 1)
 		if q[m].rec < r {
 			lo = m + 1
@@ -208,6 +214,7 @@ func (s *pendingSet) popSettled() {
 	for h < len(s.q) && s.q[h].settled {
 		h++
 	}
+	s.ops += int64(h - s.head)
 	if h == len(s.q) {
 		s.q, h = s.q[:0], 0
 	}

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"sort"
 	"testing"
 
 	"github.com/backfillhq/backfill"
@@ -156,17 +157,17 @@ type refTracker struct {
 }
 
 type refTrack struct {
-	obj              Object
-	inflight         map[int64]mark
-	lastRec, nextRec int64
-	last, next       mark
+	obj      Object
+	inflight map[int64]mark
+	lastRec  int64
+	last     mark
 }
 
 func newRefTracker(loaded *State) *refTracker {
 	t := &refTracker{objs: map[string]*refTrack{}}
 	if loaded != nil {
 		for url, o := range loaded.Objects {
-			t.objs[url] = &refTrack{obj: *o.clone(), lastRec: -1, nextRec: -1}
+			t.objs[url] = &refTrack{obj: *o.clone(), lastRec: -1}
 		}
 		t.c = loaded.Counters.clone()
 	}
@@ -176,7 +177,7 @@ func newRefTracker(loaded *State) *refTracker {
 func (t *refTracker) get(obj string) *refTrack {
 	tr := t.objs[obj]
 	if tr == nil {
-		tr = &refTrack{obj: Object{ResumeOffset: -1, Total: -1}, lastRec: -1, nextRec: -1}
+		tr = &refTrack{obj: Object{ResumeOffset: -1, Total: -1}, lastRec: -1}
 		t.objs[obj] = tr
 	}
 	return tr
@@ -219,14 +220,6 @@ func (t *refTracker) Read(pos backfill.Position) bool {
 	return false
 }
 
-func (t *refTracker) ReadEnd(pos backfill.Position) {
-	tr := t.get(pos.Object)
-	tr.nextRec, tr.next = pos.Record, markOf(pos)
-	if pos.Record == tr.obj.Watermark && !tr.obj.Done {
-		tr.setResume(pos.Record, tr.next)
-	}
-}
-
 func (t *refTracker) EOF(obj string, total int64) {
 	tr := t.get(obj)
 	tr.obj.Total = total
@@ -260,8 +253,6 @@ func (t *refTracker) Settle(pos backfill.Position) bool {
 	switch {
 	case wknown:
 		tr.setResume(w, wm)
-	case tr.nextRec == w:
-		tr.setResume(w, tr.next)
 	case tr.lastRec == w-1 && tr.lastRec >= 0:
 		tr.setResume(tr.lastRec, tr.last)
 	case known && r == w-1:
@@ -273,7 +264,7 @@ func (t *refTracker) Settle(pos backfill.Position) bool {
 
 // The Tracker leaves every object, counter and set of records in flight as
 // the map-based reference does: several objects read interleaved, with
-// gaps (a resume from a saved state), ReadEnd, EOF, stragglers held while
+// gaps (a resume from a saved state), EOF, stragglers held while
 // thousands of records are read after them, and settles in random order,
 // one by one or in batches, with repeats and records settled already.
 func TestTrackerMatchesMapReference(t *testing.T) {
@@ -356,10 +347,6 @@ func TestTrackerMatchesMapReference(t *testing.T) {
 						}
 						for range 1 + rng.IntN(50) {
 							if next[o] == total[o] {
-								if rng.IntN(2) == 0 {
-									tr.ReadEnd(posOf(o, next[o]))
-									ref.ReadEnd(posOf(o, next[o]))
-								}
 								tr.EOF(o, total[o])
 								ref.EOF(o, total[o])
 								next[o]++
@@ -379,10 +366,6 @@ func TestTrackerMatchesMapReference(t *testing.T) {
 							} else {
 								inflight = append(inflight, backfill.Event{Pos: p})
 							}
-						}
-						if rng.IntN(10) == 0 && next[o] <= total[o] {
-							tr.ReadEnd(posOf(o, next[o]))
-							ref.ReadEnd(posOf(o, next[o]))
 						}
 					}
 					if rng.IntN(100) == 0 {
@@ -537,5 +520,27 @@ func TestTrackerMemoryBoundedStraggler(t *testing.T) {
 	tr.EOF(obj, n)
 	if o, s := tr.Snapshot()[obj], &tr.objs[obj].inflight; !o.Done || s.entries() != 0 || s.q != nil {
 		t.Fatalf("done=%v, %d entries left", o.Done, s.entries())
+	}
+}
+
+// addRange inserts the single record x (not in rs) into the sorted,
+// merged range set rs, merging with neighbours: the reference's range set,
+// the tracker's before settledSet.
+func addRange(rs [][2]int64, x int64) [][2]int64 {
+	i := sort.Search(len(rs), func(i int) bool { return rs[i][0] > x })
+	joinLeft := i > 0 && rs[i-1][1] == x
+	joinRight := i < len(rs) && rs[i][0] == x+1
+	switch {
+	case joinLeft && joinRight:
+		rs[i-1][1] = rs[i][1]
+		return slices.Delete(rs, i, i+1)
+	case joinLeft:
+		rs[i-1][1] = x + 1
+		return rs
+	case joinRight:
+		rs[i][0] = x
+		return rs
+	default:
+		return slices.Insert(rs, i, [2]int64{x, x + 1})
 	}
 }

@@ -29,12 +29,6 @@ func TestSettleEventsMatchesSettle(t *testing.T) {
 				many.Read(p)
 				read = append(read, backfill.Event{Pos: p})
 			}
-			if r.Intn(3) == 0 {
-				o := objs[r.Intn(len(objs))]
-				end := backfill.Position{Object: o, Record: next[o], Offset: next[o] * 10, Line: next[o] + 1}
-				one.ReadEnd(end)
-				many.ReadEnd(end)
-			}
 			// Settle a random batch, in random order, with repeats.
 			var idx []int
 			for range r.Intn(len(read) + 1) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"sort"
 	"time"
 
 	"github.com/backfillhq/backfill"
@@ -164,7 +165,7 @@ func (o *Object) clone() *Object {
 }
 
 // Counters are the cumulative counters of a job. The Events* fields are
-// maintained by Tracker.Settle; the others are added by the pipeline with
+// maintained by Tracker.SettleWith and SettleEvents; the others are added with
 // Tracker.AddCounters. Request, retry and byte counters count work done, so
 // work redone after a crash is counted again; event counters count settled
 // records and are exact.
@@ -275,4 +276,10 @@ func (o *Object) validate() error {
 		prev = r[1]
 	}
 	return nil
+}
+
+// inRanges reports whether x lies in one of the sorted half-open ranges.
+func inRanges(rs [][2]int64, x int64) bool {
+	i := sort.Search(len(rs), func(i int) bool { return rs[i][1] > x })
+	return i < len(rs) && rs[i][0] <= x
 }

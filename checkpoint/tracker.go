@@ -1,9 +1,6 @@
 package checkpoint
 
 import (
-	"maps"
-	"slices"
-	"sort"
 	"sync"
 
 	"github.com/backfillhq/backfill"
@@ -39,21 +36,25 @@ type Start struct {
 }
 
 // Tracker is the in-memory progress of a run, safe for concurrent use. The
-// pipeline calls Read for every record a reader produces and Settle when the
-// record's fate is final; records of one object settle out of order.
+// pipeline calls Read for every record a reader produces and SettleEvents
+// (or SettleWith) when the record's fate is final; records of one object
+// settle out of order.
+//
+// Settling costs O(1) amortised per record, whatever the number of
+// objects, their order and how many are open at once: the record is found
+// among those in flight (pendingSet) and added to the object's settled set
+// (settledSet), neither of which walks the object's other records.
 //
 // Memory is O(records in flight): a record is remembered from Read until
-// Settle (see pendingSet: a long-unsettled record does not make the records
-// read after it stay), and the settled records above an object's watermark
-// are kept as a compact range set whose length is bounded by the gaps, which
-// are records in flight.
+// it settles (see pendingSet: a long-unsettled record does not make the
+// records read after it stay), and the settled records above an object's
+// watermark are kept as a compact range set whose length is bounded by the
+// gaps, which are records in flight.
 //
 // Resume positions are exact: Read remembers the offset of each record in
 // flight, so when the watermark moves onto a record that was read the resume
 // point is that record. When the watermark moves past everything read so far
-// the resume point is the last record read (it is re-read and skipped), or
-// exactly the watermark if the reader reported the next record's start with
-// ReadEnd.
+// the resume point is the last record read (it is re-read and skipped).
 type Tracker struct {
 	mu       sync.Mutex
 	objs     map[string]*track
@@ -62,9 +63,7 @@ type Tracker struct {
 	// one object, and this spares hashing its URL for each.
 	lastObj string
 	last    *track
-	// Scratch space of SettleEvents, reused under mu.
-	recs   []int64
-	ranges [][2]int64
+	recs    []int64 // scratch of SettleEvents, reused under mu
 }
 
 type mark struct {
@@ -77,13 +76,19 @@ func markOf(p backfill.Position) mark {
 	return mark{off: p.Offset, line: p.Line, rowGroup: p.RowGroup, row: p.Row}
 }
 
+// track is an object's progress. obj.Settled is kept in settled while the
+// tracker holds the object, and written back by snapshot.
 type track struct {
 	obj      Object
+	settled  settledSet // settled records above obj.Watermark
 	inflight pendingSet // read and not settled yet
 	lastRec  int64      // highest record read in this run, -1 if none
 	last     mark
-	nextRec  int64 // record whose start ReadEnd reported, -1 if none
-	next     mark
+}
+
+// skip reports whether record r is settled.
+func (tr *track) skip(r int64) bool {
+	return tr.obj.Done || r < tr.obj.Watermark || tr.settled.contains(r)
 }
 
 // NewTracker returns a tracker seeded from a loaded state; loaded may be nil
@@ -95,7 +100,9 @@ func NewTracker(loaded *State) *Tracker {
 		return t
 	}
 	for url, o := range loaded.Objects {
-		t.objs[url] = &track{obj: *o.clone(), lastRec: -1, nextRec: -1}
+		tr := &track{obj: *o, settled: newSettledSet(o.Settled), lastRec: -1}
+		tr.obj.Settled = nil
+		t.objs[url] = tr
 	}
 	t.counters = loaded.Counters.clone()
 	return t
@@ -105,7 +112,6 @@ func newTrack(fingerprint string) *track {
 	return &track{
 		obj:     Object{Fingerprint: fingerprint, ResumeOffset: -1, Total: -1},
 		lastRec: -1,
-		nextRec: -1,
 	}
 }
 
@@ -168,7 +174,7 @@ func (t *Tracker) Read(pos backfill.Position) (skip bool) {
 	if r > tr.lastRec {
 		tr.lastRec, tr.last = r, markOf(pos)
 	}
-	if tr.obj.Skip(r) {
+	if tr.skip(r) {
 		return true
 	}
 	m := markOf(pos)
@@ -179,50 +185,22 @@ func (t *Tracker) Read(pos backfill.Position) (skip bool) {
 	return false
 }
 
-// ReadEnd optionally reports where the record after the last one read would
-// start: pos.Record is the next record index and pos.Offset/Line its start.
-// Readers that know it (text formats: the end of the last line) make resume
-// points exact even when every record read has settled.
-func (t *Tracker) ReadEnd(pos backfill.Position) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	tr := t.get(pos.Object)
-	tr.nextRec, tr.next = pos.Record, markOf(pos)
-	if pos.Record == tr.obj.Watermark && !tr.obj.Done {
-		tr.setResume(pos.Record, tr.next)
-	}
-}
-
-// Skip reports whether record of object is already settled, per the loaded
-// state and this run's progress.
-func (t *Tracker) Skip(object string, record int64) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	tr := t.objs[object]
-	return tr != nil && tr.obj.Skip(record)
-}
-
-// Settle marks a record settled with the given outcome, updating the
+// SettleWith marks a record settled with the given outcome, updating the
 // object's and the job's counters in the same critical section, so a Fill
 // always sees counters consistent with the settled positions. It returns
 // false (and changes nothing) if the record was already settled.
-func (t *Tracker) Settle(pos backfill.Position, outcome Outcome) bool {
-	ok, _ := t.SettleWith(pos, outcome, nil)
-	return ok
-}
-
-// SettleWith is Settle with fn run inside the critical section just before
-// the record is settled, and only if it is not settled yet. Use it to write
-// the dead-letter entry of a rejected record, so that a concurrent Fill
-// never sees the entry without the settled record or the reverse. If fn
-// fails the record stays unsettled and the error is returned.
+//
+// fn, if not nil, runs inside the critical section just before the record
+// is settled, and only if it is not settled yet. Use it to write the
+// dead-letter entry of a rejected record, so that a concurrent Fill never
+// sees the entry without the settled record or the reverse. If fn fails
+// the record stays unsettled and the error is returned.
 func (t *Tracker) SettleWith(pos backfill.Position, outcome Outcome, fn func() error) (bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	tr := t.get(pos.Object)
-	o := &tr.obj
 	r := pos.Record
-	if r < 0 || o.Skip(r) {
+	if r < 0 || tr.skip(r) {
 		return false, nil
 	}
 	if fn != nil {
@@ -231,22 +209,24 @@ func (t *Tracker) SettleWith(pos backfill.Position, outcome Outcome, fn func() e
 		}
 	}
 	m, known := tr.inflight.take(r)
-	t.count(o, outcome, 1)
-	if r != o.Watermark {
-		o.Settled = addRange(o.Settled, r)
-		return true, nil
-	}
-	w := r + 1
-	if len(o.Settled) > 0 && o.Settled[0][0] == w {
-		w = o.Settled[0][1]
-		o.Settled = slices.Delete(o.Settled, 0, 1)
-	}
-	tr.moveWatermark(w, m, known && r == w-1)
-	tr.checkDone()
+	t.settle(tr, r, m, known, outcome)
 	return true, nil
 }
 
-// setResume moves the resume point forward to record r at m.
+// settle settles record r of tr, not settled yet, with outcome; m is r's
+// mark if known (r was read in this run). t.mu must be held.
+func (t *Tracker) settle(tr *track, r int64, m mark, known bool, outcome Outcome) {
+	o := &tr.obj
+	t.count(o, outcome, 1)
+	if r != o.Watermark {
+		tr.settled.add(r)
+		return
+	}
+	w := tr.settled.advance(r + 1)
+	tr.moveWatermark(w, m, known && r == w-1)
+	tr.checkDone()
+}
+
 // count adds n settled records with outcome to o's and the job's counters.
 func (t *Tracker) count(o *Object, outcome Outcome, n int64) {
 	if outcome == Foreign {
@@ -270,17 +250,14 @@ func (t *Tracker) count(o *Object, outcome Outcome, n int64) {
 }
 
 // moveWatermark advances the watermark to w and the resume point to where
-// record w starts, as far as it is known: from w's own mark, the reader's
-// end mark, the last record read, or m when lastKnown says m is the mark of
-// record w-1.
+// record w starts, as far as it is known: from w's own mark, the last
+// record read, or m when lastKnown says m is the mark of record w-1.
 func (tr *track) moveWatermark(w int64, m mark, lastKnown bool) {
 	tr.obj.Watermark = w
 	wm, wknown := tr.inflight.get(w)
 	switch {
 	case wknown:
 		tr.setResume(w, wm)
-	case tr.nextRec == w:
-		tr.setResume(w, tr.next)
 	case tr.lastRec == w-1 && tr.lastRec >= 0:
 		tr.setResume(tr.lastRec, tr.last)
 	case lastKnown:
@@ -288,6 +265,7 @@ func (tr *track) moveWatermark(w int64, m mark, lastKnown bool) {
 	}
 }
 
+// setResume moves the resume point forward to record r at m.
 func (tr *track) setResume(r int64, m mark) {
 	o := &tr.obj
 	if r < o.ResumeRecord || r > o.Watermark {
@@ -299,9 +277,10 @@ func (tr *track) setResume(r int64, m mark) {
 
 func (tr *track) checkDone() {
 	o := &tr.obj
-	if o.Total >= 0 && o.Watermark >= o.Total && len(o.Settled) == 0 {
+	if o.Total >= 0 && o.Watermark >= o.Total && tr.settled.empty() {
 		o.Done = true
 		tr.inflight.reset()
+		tr.settled.reset()
 	}
 }
 
@@ -336,25 +315,14 @@ func (t *Tracker) AddCounters(d Counters) {
 	t.counters.Add(d)
 }
 
-// Counters returns a copy of the job counters.
-func (t *Tracker) Counters() Counters {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.counters.clone()
-}
-
-// Snapshot returns a deep copy of every object's progress, taken at one
-// instant.
-func (t *Tracker) Snapshot() map[string]*Object {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.snapshot()
-}
-
+// snapshot returns a deep copy of every object's progress. t.mu must be
+// held.
 func (t *Tracker) snapshot() map[string]*Object {
 	m := make(map[string]*Object, len(t.objs))
 	for url, tr := range t.objs {
-		m[url] = tr.obj.clone()
+		o := tr.obj
+		o.Settled = tr.settled.ranges()
+		m[url] = &o
 	}
 	return m
 }
@@ -378,41 +346,6 @@ func (t *Tracker) Fill(st *State, hook func(*State)) {
 	}
 	if hook != nil {
 		hook(st)
-	}
-}
-
-// Objects returns the URLs of all tracked objects, sorted.
-func (t *Tracker) Objects() []string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return slices.Sorted(maps.Keys(t.objs))
-}
-
-// inRanges reports whether x lies in one of the sorted half-open ranges.
-func inRanges(rs [][2]int64, x int64) bool {
-	i := sort.Search(len(rs), func(i int) bool { return rs[i][1] > x })
-	return i < len(rs) && rs[i][0] <= x
-}
-
-// addRange inserts the single record x (not in rs) into the sorted,
-// merged range set rs, merging with neighbours.
-func addRange(rs [][2]int64, x int64) [][2]int64 {
-	i := sort.Search(len(rs), func(i int) bool { return rs[i][0] > x })
-	// rs[i-1] (if any) starts at or below x, rs[i] (if any) above x.
-	joinLeft := i > 0 && rs[i-1][1] == x
-	joinRight := i < len(rs) && rs[i][0] == x+1
-	switch {
-	case joinLeft && joinRight:
-		rs[i-1][1] = rs[i][1]
-		return slices.Delete(rs, i, i+1)
-	case joinLeft:
-		rs[i-1][1] = x + 1
-		return rs
-	case joinRight:
-		rs[i][0] = x
-		return rs
-	default:
-		return slices.Insert(rs, i, [2]int64{x, x + 1})
 	}
 }
 

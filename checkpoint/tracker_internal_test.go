@@ -15,7 +15,7 @@ func TestTrackerMemoryBounded(t *testing.T) {
 	tr := NewTracker(nil)
 	p := func(r int64) backfill.Position { return backfill.Position{Object: "o", Record: r, Offset: r} }
 	var inflight []int64
-	maxRanges := 0
+	maxHeld := 0
 	for next := int64(0); next < n || len(inflight) > 0; {
 		for len(inflight) < window && next < n {
 			tr.Read(p(next))
@@ -30,10 +30,12 @@ func TestTrackerMemoryBounded(t *testing.T) {
 		if got := ot.inflight.len(); got != len(inflight) {
 			t.Fatalf("tracker remembers %d records, %d in flight", got, len(inflight))
 		}
-		maxRanges = max(maxRanges, len(ot.obj.Settled))
+		// The settled set holds one range per gap (at most window of them)
+		// and fewer buffered records than that, or than minMerge.
+		maxHeld = max(maxHeld, ot.settled.held())
 	}
-	if maxRanges > window {
-		t.Fatalf("up to %d ranges with a window of %d", maxRanges, window)
+	if maxHeld > 2*window+minMerge {
+		t.Fatalf("settled set held up to %d ranges and records with a window of %d", maxHeld, window)
 	}
 	tr.EOF("o", n)
 	if ot := tr.objs["o"]; !ot.obj.Done || ot.inflight.entries() != 0 {

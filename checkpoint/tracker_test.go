@@ -199,12 +199,10 @@ func TestTrackerOutOfOrderProperty(t *testing.T) {
 func TestTrackerResumePoint(t *testing.T) {
 	tests := []struct {
 		name       string
-		readEnd    bool
 		wantRecord int64
 		wantOffset int64
 	}{
 		{name: "LastReadReread", wantRecord: 9, wantOffset: pos(9).Offset},
-		{name: "ReadEndExact", readEnd: true, wantRecord: 10, wantOffset: 10*100 + 7},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -212,9 +210,6 @@ func TestTrackerResumePoint(t *testing.T) {
 			tr.Begin(obj, "")
 			for r := range int64(10) {
 				tr.Read(pos(r))
-			}
-			if tt.readEnd {
-				tr.ReadEnd(pos(10))
 			}
 			for r := int64(9); r >= 0; r-- {
 				tr.Settle(pos(r), checkpoint.Accepted)

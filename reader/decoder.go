@@ -292,7 +292,7 @@ func (r *Reader) openText(ctx context.Context, d *Decoder, obj Object, st store,
 	d.closers = append(d.closers, raw)
 	cnt := newCountingReader(raw, 0)
 	d.read = cnt.n.Load
-	br := bufio.NewReaderSize(cnt, bufSize)
+	br := bufio.NewReaderSize(cnt, rawBufSize(obj.Size))
 	head, _ := br.Peek(len(magicZstd)) // short or failed peeks surface on read
 	text := br
 	switch {
@@ -318,6 +318,18 @@ func (r *Reader) openText(ctx context.Context, d *Decoder, obj Object, st store,
 		format, _ = sniffJSON(p)
 	}
 	return r.textDecoder(d, text, format, nil, cfg, startState{line: 1})
+}
+
+// rawBufSize is the read buffer for an object's stored bytes: bufSize, or
+// less for an object known to be smaller, so that a bucket of thousands of
+// tiny objects does not allocate and clear 64 KiB for each. A size that
+// was wrong (the object grew) costs nothing but speed: lines longer than
+// the buffer are read in pieces.
+func rawBufSize(size int64) int {
+	if size > 0 && size < bufSize {
+		return max(int(size)+1, 4096)
+	}
+	return bufSize
 }
 
 // openTextAt resumes an uncompressed text object at start.Offset with a

@@ -3,6 +3,7 @@
 //
 //	bench throughput [-sizes 1000000,5000000] [-formats jsonl,jsonl.gz,csv,parquet]
 //	bench skew [-devices 5000 -top 4200 -zipf 1.2 -eps 50 -sdk-cap 3m]
+//	bench shapes [-quick] [-sdk-all=false]   # bucket layouts: many objects, gzip mix, derived ids, event sizes
 //	bench gen [-sizes ...]                 # only generate the cached datasets
 //	bench profile [-format jsonl -size N]  # one in-process run with CPU and heap profiles
 //
@@ -94,17 +95,42 @@ func run(args []string) error {
 		if err := fs.Parse(rest); err != nil {
 			return err
 		}
+		s.common = c // parsed now: -dir, -bin and -md
 		return s.run()
+	case "shapes":
+		c.register(fs)
+		s := &shapes{common: c}
+		fs.BoolVar(&s.quick, "quick", false, "smaller shapes (200,000 events; 2,000 tiny objects) and the SDK baseline on the one-file and 8-object shapes only")
+		fs.BoolVar(&s.sdk, "sdk", true, "run the SDK baseline")
+		fs.IntVar(&s.devices, "devices", 50000, "distinct devices")
+		fs.StringVar(&s.only, "only", "", "run only the shapes whose name contains this `text`")
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
+		s.common = c // parsed now: -dir, -bin and -md
+		s.sdkAll = !s.quick
+		return s.run()
+	case "genshape": // internal: bench genshape DIR OBJECTS EVENTS GZIP KIND DEVICES
+		if len(rest) != 6 {
+			return errors.New("usage: bench genshape DIR OBJECTS EVENTS GZIP KIND DEVICES")
+		}
+		var objects, events, devices int
+		var gz, kind string
+		if _, err := fmt.Sscan(strings.Join(rest[1:], " "), &objects, &events, &gz, &kind, &devices); err != nil {
+			return err
+		}
+		return writeShape(rest[0], objects, events, strings.Trim(gz, "-"), strings.Trim(kind, "-"), devices)
 	case "profile":
 		c.register(fs)
 		format := fs.String("format", "jsonl", "dataset `format`")
 		size := fs.Int("size", 1000000, "dataset size in events")
 		devices := fs.Int("devices", 50000, "distinct devices")
 		heapAt := fs.Duration("heap-at", 8*time.Second, "when to take the mid-run heap snapshot")
+		src := fs.String("path", "", "profile this JSON lines file or directory (a shape of .bench/data/shapes) instead of a generated dataset")
 		if err := fs.Parse(rest); err != nil {
 			return err
 		}
-		return profile(c, *format, *size, *devices, *heapAt)
+		return profile(c, *format, *size, *devices, *heapAt, *src)
 	case "genfile": // internal: bench genfile PATH N DEVICES SEED ZIPF TOP
 		if len(rest) != 6 {
 			return errors.New("usage: bench genfile PATH N DEVICES SEED ZIPF TOP")
@@ -137,7 +163,7 @@ func run(args []string) error {
 		}
 		return json.NewEncoder(os.Stdout).Encode(res)
 	}
-	return fmt.Errorf("unknown command %q (throughput, skew, gen, profile)", cmd)
+	return fmt.Errorf("unknown command %q (throughput, shapes, skew, gen, profile)", cmd)
 }
 
 func parseSizes(s string) ([]int, error) {

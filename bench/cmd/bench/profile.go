@@ -17,13 +17,19 @@ import (
 // profile runs one job in this process, with the configuration `backfill
 // run` builds from its defaults, against an emulator child with throttling
 // off, and writes a CPU profile and a heap profile (in-use memory at the
-// end of reading, and allocations over the run) under dir/profile.
-func profile(c common, format string, size, devices int, heapAt time.Duration) error {
+// end of reading, and allocations over the run) under dir/profile. With
+// src set it profiles that JSON lines file or directory instead.
+func profile(c common, format string, size, devices int, heapAt time.Duration, src string) error {
 	t := &throughput{common: c, sizes: []int{size}, formats: []string{format}, devices: devices}
-	if err := t.generate(); err != nil {
-		return err
+	path := src
+	if src == "" {
+		if err := t.generate(); err != nil {
+			return err
+		}
+		path = t.path(size, format)
+	} else {
+		format = filepath.Base(src) // names the profile files
 	}
-	path := t.path(size, format)
 	emu, err := startEmulator(c.bin, "--batch-eps", "0", "--http-eps", "0", "--daily-quota", "0")
 	if err != nil {
 		return err

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"os"
 	"sync/atomic"
 	"time"
 
@@ -52,11 +51,11 @@ func (quietLogger) Errorf(string, ...any) {}
 // drops the events still waiting for a retry.
 func sdkBackfill(path, endpoint string, limit time.Duration, patient bool) (sdkResult, error) {
 	start := time.Now()
-	f, err := os.Open(path)
+	f, closeLines, err := linesOf(path) // a file or a directory of objects
 	if err != nil {
 		return sdkResult{}, err
 	}
-	defer f.Close()
+	defer closeLines()
 	cfg := amplitude.NewConfig(benchAPIKey)
 	cfg.UseBatch = true
 	cfg.FlushQueueSize = 2000

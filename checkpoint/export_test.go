@@ -1,0 +1,47 @@
+package checkpoint
+
+import (
+	"maps"
+	"slices"
+
+	"github.com/backfillhq/backfill"
+)
+
+// Test-only views of a Tracker and a one-record settle. Production code
+// reads the tracker through Fill and settles through SettleWith and
+// SettleEvents; these keep the tests short.
+
+// Settle is SettleWith without a function.
+func (t *Tracker) Settle(pos backfill.Position, outcome Outcome) bool {
+	ok, _ := t.SettleWith(pos, outcome, nil)
+	return ok
+}
+
+// Snapshot returns a deep copy of every object's progress.
+func (t *Tracker) Snapshot() map[string]*Object {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.snapshot()
+}
+
+// Counters returns a copy of the job counters.
+func (t *Tracker) Counters() Counters {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.counters.clone()
+}
+
+// Skip reports whether record of object is settled.
+func (t *Tracker) Skip(object string, record int64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tr := t.objs[object]
+	return tr != nil && tr.skip(record)
+}
+
+// Objects returns the URLs of all tracked objects, sorted.
+func (t *Tracker) Objects() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Sorted(maps.Keys(t.objs))
+}
