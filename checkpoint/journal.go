@@ -2,8 +2,8 @@ package checkpoint
 
 import (
 	"bytes"
-	"encoding/binary"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"slices"
