@@ -125,11 +125,9 @@ func (l *localJournal) write(_ context.Context, gen, _ int64, frame []byte) erro
 	return l.f.Sync()
 }
 
+// remove deletes a generation below the one being written (so it does not
+// touch l.f, which belongs to the writer).
 func (l *localJournal) remove(_ context.Context, p journalPart) error {
-	if p.gen == l.gen && l.f != nil {
-		l.f.Close()
-		l.f = nil
-	}
 	err := os.Remove(p.key)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
