@@ -142,6 +142,7 @@ func minKills() int { return crashKills - 1 }
 
 // TestCrashLocal SIGKILLs runs with a local checkpoint directory.
 func TestCrashLocal(t *testing.T) {
+	t.Parallel() // mostly waiting for the paced devices' windows
 	rng := rand.New(rand.NewPCG(seed(t), 0))
 	srv, url := startEmulatorEPS(t, latency, crashEPS)
 	ck := filepath.Join(t.TempDir(), "ck")
@@ -211,6 +212,7 @@ func TestCrashS3(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the bucket variant is skipped under -short")
 	}
+	t.Parallel()
 	rng := rand.New(rand.NewPCG(seed(t), 0))
 	srv, url := startEmulatorEPS(t, latency, crashEPS)
 	ck := testutil.StartS3(t, "state").URL("state", "job1")
@@ -220,7 +222,7 @@ func TestCrashS3(t *testing.T) {
 	// run's lock goes stale after --lock-ttl without a heartbeat (one per
 	// checkpoint save), and --lock-wait makes the rerun wait for that.
 	j := newJob(t, url, testutil.AWSEnv, append(loopFlags(), "--checkpoint", ck, "--dead-letter", dl, "--report", rep,
-		"--lock-ttl", "400ms", "--lock-wait", "15s", "--checkpoint-every", "300ms")...)
+		"--lock-ttl", "400ms", "--lock-wait", "15s", "--checkpoint-every", "130ms")...)
 	staleLock := bucketLock(t, ck)
 
 	out := crashLoop(t, j, srv, killPlan(rng, crashKills), loader(ck), "", staleLock)

@@ -23,10 +23,12 @@ const maxPeriodRuns = 30
 
 // TestKillPeriod SIGKILLs every run killPeriod after its start (after it
 // took a bucket lock over) until the job completes, with the default
-// checkpoint interval (5 s), so no run lives to its first periodic save:
+// checkpoint interval (5 s; 2.5 s on a bucket, for its lock's TTL), so no
+// run lives to its first periodic save:
 // the job must still finish, and each kill must leave more settled than
 // the one before.
 func TestKillPeriod(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name  string
 		setup func(t *testing.T, dir string) (env, flags []string, load loadFunc, staleLock func() bool)
@@ -41,8 +43,8 @@ func TestKillPeriod(t *testing.T) {
 			}
 			ck := testutil.StartS3(t, "state").URL("state", "job1")
 			// The lock's heartbeat is the checkpoint save: the TTL must be
-			// longer than the interval.
-			return testutil.AWSEnv, []string{"--checkpoint", ck, "--lock-ttl", "6s", "--lock-wait", "30s"}, loader(ck), bucketLock(t, ck)
+			// 3 intervals. Still no run lives to its first periodic save.
+			return testutil.AWSEnv, []string{"--checkpoint", ck, "--checkpoint-every", "2500ms", "--lock-ttl", "7500ms", "--lock-wait", "30s"}, loader(ck), bucketLock(t, ck)
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
