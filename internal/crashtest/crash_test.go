@@ -5,9 +5,9 @@ package crashtest_test
 import (
 	"context"
 	"fmt"
-	"os/exec"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -212,7 +212,6 @@ func TestCrashS3(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the bucket variant is skipped under -short")
 	}
-	t.Parallel()
 	rng := rand.New(rand.NewPCG(seed(t), 0))
 	srv, url := startEmulatorEPS(t, latency, crashEPS)
 	ck := testutil.StartS3(t, "state").URL("state", "job1")
