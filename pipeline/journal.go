@@ -64,16 +64,16 @@ func (r *run) seedBudgets(budgets [2]*chunker.Budget) {
 	if r.deps.Journal == nil {
 		return
 	}
-	var spent []chunker.Spent
+	// Called by the journal's writer and by saves, concurrently.
 	r.deps.Journal.SetRecent(func(dst []checkpoint.IDSends) []checkpoint.IDSends {
 		now := r.cfg.Now()
+		var spent []chunker.Spent
 		for route, b := range budgets {
 			spent = b.Recent(spent[:0], now)
 			for _, s := range spent {
 				dst = append(dst, checkpoint.IDSends{Route: routeNames[route], Kind: kindNames[s.Kind], ID: s.ID, Sends: s.Steps})
 			}
 		}
-		clear(spent)
 		return dst
 	})
 }
