@@ -23,6 +23,9 @@ type IDSends struct {
 type Replayed struct {
 	// Generations is the number of journal generations read.
 	Generations int
+	// Runs counts the runs that began after the state was saved and ended
+	// before saving one: add it to the state's RunCount.
+	Runs int
 	// Settled counts the records the journal held as accepted that the
 	// state did not: acknowledged after its last save.
 	Settled int64
@@ -126,6 +129,7 @@ func (p *replayer) frame(payload []byte) error {
 		switch typ := d.byte(); typ {
 		case entBegin:
 			p.crash()
+			p.out.Runs++
 		case entObject:
 			idx, url, fp := d.uvarint(), d.str(), d.str()
 			if d.err == nil {
@@ -309,6 +313,7 @@ func (s *Store) recover(ctx context.Context, name string, st *State) (*State, Re
 	out := *st
 	t.Fill(&out, nil)
 	out.Counters.EventsResent += p.out.Resent
+	out.RunCount += p.out.Runs
 	if p.out.Recent != nil {
 		out.Recent = p.out.Recent
 	}

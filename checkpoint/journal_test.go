@@ -148,6 +148,9 @@ func TestJournalKill(t *testing.T) {
 			if got, want := r2.rep.Settled, int64(5+10); got != want {
 				t.Errorf("replay settled %d records, want %d", got, want)
 			}
+			if r2.rep.Runs != 0 {
+				t.Errorf("replay found %d runs that ended without a save, want 0 (the first one saved)", r2.rep.Runs)
+			}
 			if got, want := r2.rep.Crashed, 10; got != want {
 				t.Errorf("replay found %d records in flight at the kill, want %d", got, want)
 			}
@@ -189,6 +192,12 @@ func TestJournalKill(t *testing.T) {
 			}
 			if err := r3.j.Close(); err != nil {
 				t.Fatal(err)
+			}
+			// A run killed before it saved anything is counted by the
+			// next one.
+			startRun(t, open()).sync()
+			if r := startRun(t, open()); r.rep.Runs != 1 {
+				t.Errorf("replay found %d runs that ended without a save, want 1", r.rep.Runs)
 			}
 			rec, _, err := open().Recover(ctx)
 			if err != nil {

@@ -363,6 +363,7 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer journal.Close()
+	state.RunCount += replayed.Runs // killed before their first save
 	if replayed.Generations > 0 {
 		log.Info("resuming from the checkpoint and its journal", "acknowledged_since_save", replayed.Settled,
 			"in_flight_at_crash", replayed.Crashed, "journal_generations", replayed.Generations)
