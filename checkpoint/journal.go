@@ -42,6 +42,7 @@ import (
 // Journal methods are safe for concurrent use.
 type Journal struct {
 	be  journalBackend
+	run string // this run's id in the journal's names
 	log *slog.Logger
 	now func() time.Time
 	t   *Tracker
@@ -104,7 +105,7 @@ func (s *Store) OpenJournal(ctx context.Context, st *State, t *Tracker, opts Jou
 		gen = max(gen, jp.gen)
 	}
 	j := &Journal{
-		be: be, log: cmpLogger(opts.Logger, s), now: opts.Now, t: t,
+		be: be, run: newRunID(), log: cmpLogger(opts.Logger, s), now: opts.Now, t: t,
 		gen:     gen + 1,
 		objs:    map[string]uint64{},
 		lanes:   map[int][]objRec{},
@@ -329,7 +330,7 @@ func (j *Journal) loop() {
 			}
 			frame := make([]byte, frameHeader, frameHeader+10+len(c.data))
 			frame = append(binary.AppendUvarint(frame, uint64(j.now().UnixMilli())), c.data...)
-			err := j.be.write(context.Background(), c.gen, parts[c.gen], sealFrame(frame))
+			err := j.be.write(context.Background(), c.gen, j.run, parts[c.gen], sealFrame(frame))
 			parts[c.gen]++
 			if err != nil {
 				failed = c.gen

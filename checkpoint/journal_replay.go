@@ -69,14 +69,15 @@ func newReplayer(t *Tracker) *replayer {
 
 // replayParts reads and applies every part of gens >= from.
 func (p *replayer) replayParts(ctx context.Context, be journalBackend, parts []journalPart, from int64) error {
-	gen := int64(-1)
+	var cur journalPart
+	cur.gen = -1
 	torn := false
 	for _, jp := range parts {
 		if jp.gen < from {
 			continue
 		}
-		if jp.gen != gen {
-			gen, torn = jp.gen, false
+		if !jp.sameGen(cur) {
+			cur, torn = jp, false
 			p.objs = map[uint64]jobject{}
 			p.out.Generations++
 		}

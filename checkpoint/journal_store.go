@@ -3,6 +3,8 @@ package checkpoint
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -22,18 +24,40 @@ const journalPrefix = "journal-"
 
 // journalPart is one stored piece of a journal generation: the whole file
 // of a local generation (part 0), or one frame object of a bucket one.
+// Each run writes its generations under a random run id of its own, so a
+// run that lost a bucket lock and still writes cannot clash with the run
+// that took it over: a generation is the parts of one (gen, run).
 type journalPart struct {
-	gen, part int64
-	key       string
+	gen  int64
+	run  string
+	part int64
+	key  string
+}
+
+// sameGen reports whether a and b belong to one generation.
+func (a journalPart) sameGen(b journalPart) bool { return a.gen == b.gen && a.run == b.run }
+
+// newRunID returns the random id of a run's journal parts.
+func newRunID() string {
+	var b [4]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// parseGenRun parses "<gen>-<run>".
+func parseGenRun(s string) (int64, string, bool) {
+	g, run, ok := strings.Cut(s, "-")
+	gen, err := strconv.ParseInt(g, 10, 64)
+	return gen, run, ok && err == nil && run != "" && !strings.Contains(run, "-")
 }
 
 // journalBackend stores journal generations.
 type journalBackend interface {
 	parts(ctx context.Context) ([]journalPart, error) // sorted by gen, part
 	read(ctx context.Context, p journalPart) ([]byte, error)
-	// write makes frame durable as part part of generation gen: appended
-	// to the generation's file, or as an object of its own.
-	write(ctx context.Context, gen, part int64, frame []byte) error
+	// write makes frame durable as part part of generation gen of run:
+	// appended to the generation's file, or as an object of its own.
+	write(ctx context.Context, gen int64, run string, part int64, frame []byte) error
 	remove(ctx context.Context, p journalPart) error
 	close() error
 }
@@ -54,7 +78,9 @@ func (s *Store) journalBackend(name string) journalBackend {
 }
 
 func sortParts(ps []journalPart) {
-	slices.SortFunc(ps, func(a, b journalPart) int { return cmp.Or(cmp.Compare(a.gen, b.gen), cmp.Compare(a.part, b.part)) })
+	slices.SortFunc(ps, func(a, b journalPart) int {
+		return cmp.Or(cmp.Compare(a.gen, b.gen), strings.Compare(a.run, b.run), cmp.Compare(a.part, b.part))
+	})
 }
 
 // localJournal keeps one append-only file per generation; each write is
@@ -66,8 +92,8 @@ type localJournal struct {
 	gen int64
 }
 
-func (l *localJournal) file(gen int64) string {
-	return filepath.Join(l.dir, fmt.Sprintf("%s%016d.log", journalPrefix, gen))
+func (l *localJournal) file(gen int64, run string) string {
+	return filepath.Join(l.dir, fmt.Sprintf("%s%016d-%s.log", journalPrefix, gen, run))
 }
 
 func (l *localJournal) parts(context.Context) ([]journalPart, error) {
@@ -85,11 +111,11 @@ func (l *localJournal) parts(context.Context) ([]journalPart, error) {
 			continue
 		}
 		name, ok = strings.CutSuffix(name, ".log")
-		gen, err := strconv.ParseInt(name, 10, 64)
-		if !ok || err != nil {
+		gen, run, ok2 := parseGenRun(name)
+		if !ok || !ok2 {
 			continue
 		}
-		out = append(out, journalPart{gen: gen, key: filepath.Join(l.dir, e.Name())})
+		out = append(out, journalPart{gen: gen, run: run, key: filepath.Join(l.dir, e.Name())})
 	}
 	sortParts(out)
 	return out, nil
@@ -99,7 +125,7 @@ func (l *localJournal) read(_ context.Context, p journalPart) ([]byte, error) {
 	return os.ReadFile(p.key)
 }
 
-func (l *localJournal) write(_ context.Context, gen, _ int64, frame []byte) error {
+func (l *localJournal) write(_ context.Context, gen int64, run string, _ int64, frame []byte) error {
 	if l.f == nil || l.gen != gen {
 		if l.f != nil {
 			l.f.Close()
@@ -108,7 +134,7 @@ func (l *localJournal) write(_ context.Context, gen, _ int64, frame []byte) erro
 		if err := os.MkdirAll(l.dir, 0o755); err != nil {
 			return err
 		}
-		f, err := os.OpenFile(l.file(gen), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		f, err := os.OpenFile(l.file(gen, run), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 		if err != nil {
 			return err
 		}
@@ -145,14 +171,14 @@ func (l *localJournal) close() error {
 }
 
 // bucketJournal keeps each frame as an object of its own (objects cannot
-// be appended to): journal-<gen>-<part>.
+// be appended to): journal-<gen>-<run>-<part>.
 type bucketJournal struct {
 	b      *blob.Bucket
 	prefix string
 }
 
-func (k *bucketJournal) key(gen, part int64) string {
-	return fmt.Sprintf("%s%016d-%08d", k.prefix, gen, part)
+func (k *bucketJournal) key(gen int64, run string, part int64) string {
+	return fmt.Sprintf("%s%016d-%s-%08d", k.prefix, gen, run, part)
 }
 
 func (k *bucketJournal) parts(ctx context.Context) ([]journalPart, error) {
@@ -166,13 +192,17 @@ func (k *bucketJournal) parts(ctx context.Context) ([]journalPart, error) {
 		if err != nil {
 			return nil, err
 		}
-		g, p, ok := strings.Cut(strings.TrimPrefix(o.Key, k.prefix), "-")
-		gen, err1 := strconv.ParseInt(g, 10, 64)
-		part, err2 := strconv.ParseInt(p, 10, 64)
-		if !ok || err1 != nil || err2 != nil || o.IsDir {
+		name := strings.TrimPrefix(o.Key, k.prefix)
+		i := strings.LastIndexByte(name, '-')
+		if i < 0 || o.IsDir {
 			continue
 		}
-		out = append(out, journalPart{gen: gen, part: part, key: o.Key})
+		gen, run, ok := parseGenRun(name[:i])
+		part, err := strconv.ParseInt(name[i+1:], 10, 64)
+		if !ok || err != nil {
+			continue
+		}
+		out = append(out, journalPart{gen: gen, run: run, part: part, key: o.Key})
 	}
 	sortParts(out)
 	return out, nil
@@ -183,8 +213,8 @@ func (k *bucketJournal) read(ctx context.Context, p journalPart) ([]byte, error)
 	return data, translate(err)
 }
 
-func (k *bucketJournal) write(ctx context.Context, gen, part int64, frame []byte) error {
-	return k.b.WriteAll(ctx, k.key(gen, part), frame, &blob.WriterOptions{ContentType: "application/octet-stream"})
+func (k *bucketJournal) write(ctx context.Context, gen int64, run string, part int64, frame []byte) error {
+	return k.b.WriteAll(ctx, k.key(gen, run, part), frame, &blob.WriterOptions{ContentType: "application/octet-stream"})
 }
 
 func (k *bucketJournal) remove(ctx context.Context, p journalPart) error {

@@ -340,3 +340,41 @@ func TestJournalRecent(t *testing.T) {
 		t.Errorf("saved state holds %d recent entries, want 2", len(st.Recent))
 	}
 }
+
+// TestJournalLostLock has a run that lost its bucket lock go on writing
+// while the run that took the lock over writes the same generation number:
+// each run's parts are its own, so the replay settles exactly what each
+// had acknowledged.
+func TestJournalLostLock(t *testing.T) {
+	const oa, ob = "file:///in/a.jsonl", "file:///in/b.jsonl"
+	bucket := memblob.OpenBucket(nil)
+	defer bucket.Close()
+	ctx := context.Background()
+	store, err := checkpoint.Open(ctx, "mem://", checkpoint.Options{Bucket: bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if err := store.Save(ctx, &checkpoint.State{}); err != nil {
+		t.Fatal(err)
+	}
+	old := startRun(t, store)
+	old.tr.Begin(oa, "fp-a")
+	old.send(0, events(oa, 0, 5), all(5))
+	old.sync()
+	taker := startRun(t, store)
+	taker.tr.Begin(ob, "fp-b")
+	st := *old.state
+	old.tr.Fill(&st, old.j.Compact) // the old run's generation now matches the taker's
+	old.send(1, events(oa, 5, 10), all(5))
+	old.sync()
+	taker.send(0, events(ob, 0, 7), all(7))
+	taker.sync()
+	rec, _, err := store.Recover(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := rec.Objects[oa], rec.Objects[ob]; a == nil || b == nil || a.Watermark != 10 || b.Watermark != 7 {
+		t.Errorf("recovered watermarks: %+v, %+v; want 10 for %s and 7 for %s", a, b, oa, ob)
+	}
+}
