@@ -65,6 +65,9 @@ type Journal struct {
 	recent  func([]IDSends) []IDSends
 	saved   int64 // the generation of the last state saved
 	scratch []objRec
+	spare   map[int][]objRec // per lane, for Sent
+	fps     [16]fpScratch
+	curFree []byte // a written buffer of cur, for reuse
 
 	wake     chan struct{}
 	loopDone chan struct{}
@@ -109,6 +112,7 @@ func (s *Store) OpenJournal(ctx context.Context, st *State, t *Tracker, opts Jou
 		gen:     gen + 1,
 		objs:    map[string]uint64{},
 		lanes:   map[int][]objRec{},
+		spare:   map[int][]objRec{},
 		crashed: p.crashed,
 		resent:  p.out.Resent,
 		notify:  make(chan struct{}),
@@ -144,35 +148,32 @@ func (j *Journal) SetRecent(f func([]IDSends) []IDSends) {
 func (j *Journal) Sent(lane int, evs []backfill.Event) {
 	// Fingerprints come from the tracker before j.mu is taken: Compact
 	// runs with the tracker's lock held and takes j.mu.
-	var fps [4]struct{ url, fp string }
-	nfp := 0
+	fps := j.fps[lane%len(j.fps)].take()
 	for i := range evs {
 		u := evs[i].Pos.Object
-		if nfp > 0 && fps[nfp-1].url == u {
+		if len(fps) > 0 && fps[len(fps)-1].url == u {
 			continue
 		}
-		if nfp == len(fps) {
-			break
+		if !slices.ContainsFunc(fps, func(f urlFP) bool { return f.url == u }) {
+			fp, _ := j.t.Fingerprint(u)
+			fps = append(fps, urlFP{u, fp})
 		}
-		fp, _ := j.t.Fingerprint(u)
-		fps[nfp] = struct{ url, fp string }{u, fp}
-		nfp++
 	}
 	fpOf := func(u string) string {
-		for _, f := range fps[:nfp] {
+		for _, f := range fps {
 			if f.url == u {
 				return f.fp
 			}
 		}
-		fp, _ := j.t.Fingerprint(u) // more than 4 objects in one request
-		return fp
-	}
-	recs := make([]objRec, len(evs))
-	for i := range evs {
-		recs[i] = objRec{evs[i].Pos.Object, evs[i].Pos.Record}
+		return ""
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	recs := j.spare[lane][:0]
+	delete(j.spare, lane)
+	for i := range evs {
+		recs = append(recs, objRec{evs[i].Pos.Object, evs[i].Pos.Record})
+	}
 	if len(j.crashed) > 0 {
 		for _, r := range recs {
 			if _, ok := j.crashed[r]; ok {
@@ -183,6 +184,30 @@ func (j *Journal) Sent(lane int, evs []backfill.Event) {
 	}
 	j.lanes[lane] = recs
 	j.appendRecords(entSent, lane, recs, fpOf)
+	j.fps[lane%len(j.fps)].put(fps)
+}
+
+type urlFP struct{ url, fp string }
+
+// fpScratch is a lane's reusable list of a request's objects.
+type fpScratch struct {
+	mu sync.Mutex
+	s  []urlFP
+}
+
+func (f *fpScratch) take() []urlFP {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.s[:0]
+	f.s = nil
+	return s
+}
+
+func (f *fpScratch) put(s []urlFP) {
+	clear(s)
+	f.mu.Lock()
+	f.s = s[:0]
+	f.mu.Unlock()
 }
 
 // Acked records that lane's request settled with the records at accepted
@@ -196,6 +221,7 @@ func (j *Journal) Acked(lane int, accepted []int) {
 		return
 	}
 	delete(j.lanes, lane)
+	defer func() { j.spare[lane] = recs[:0] }() // reused by the lane's next Sent
 	e := enc{b: j.cur}
 	e.b = append(e.b, entAcked)
 	e.uvarint(uint64(lane))
@@ -297,7 +323,7 @@ func (j *Journal) Wait(ctx context.Context) error {
 // loop is the group-commit writer.
 func (j *Journal) loop() {
 	defer close(j.loopDone)
-	var lastRecent []byte
+	var lastRecent, frameBuf []byte
 	parts := map[int64]int64{}
 	for {
 		<-j.wake
@@ -307,7 +333,7 @@ func (j *Journal) loop() {
 		j.queued = nil
 		if len(j.cur) > 0 || target != j.durable {
 			chunks = append(chunks, chunk{j.gen, j.cur})
-			j.cur = nil
+			j.cur, j.curFree = j.curFree, nil
 		}
 		recent, broken := j.recent, j.broken
 		j.mu.Unlock()
@@ -324,12 +350,17 @@ func (j *Journal) loop() {
 			}
 		}
 		failed := int64(0)
+		var frame []byte
 		for _, c := range chunks {
 			if len(c.data) == 0 || c.gen == broken || c.gen == failed {
 				continue
 			}
-			frame := make([]byte, frameHeader, frameHeader+10+len(c.data))
+			if cap(frameBuf) < frameHeader {
+				frameBuf = make([]byte, frameHeader, 4096)
+			}
+			frame = frameBuf[:frameHeader]
 			frame = append(binary.AppendUvarint(frame, uint64(j.now().UnixMilli())), c.data...)
+			frameBuf = frame
 			err := j.be.write(context.Background(), c.gen, j.run, parts[c.gen], sealFrame(frame))
 			parts[c.gen]++
 			if err != nil {
@@ -339,6 +370,9 @@ func (j *Journal) loop() {
 			}
 		}
 		j.mu.Lock()
+		if n := len(chunks); n > 0 && j.curFree == nil && cap(chunks[n-1].data) <= 1<<20 {
+			j.curFree = chunks[n-1].data[:0] // written: free for the next entries
+		}
 		if failed != 0 {
 			j.broken = failed
 		}
