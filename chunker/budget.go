@@ -142,7 +142,7 @@ func (b *Budget) take(k Kind, id string, h uint64, now int64, want int) int {
 				b.sk[k] = sk
 			}
 			var ok bool
-			if est, ok = sk.addIfUnder(h, now, want, b.limit-debt); ok {
+			if est, ok = sk.addIfUnder(h, now, want, b.sketchLimit(now)); ok {
 				return want
 			}
 		}

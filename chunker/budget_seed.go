@@ -77,13 +77,15 @@ func (b *Budget) Seed(k Kind, id string, sends [][2]int64, now time.Time) {
 	}
 }
 
-// SeedCold assumes that every id not tracked exactly may have spent up to
-// half its budget (what the sketch lets an id spend untracked) at active,
-// the last moment an earlier run was seen sending: until that leaves the
-// window, such ids get only the other half. A zero active, or one already
-// out of the window, changes nothing.
-func (b *Budget) SeedCold(active, now time.Time) {
-	if b.limit == 0 || active.IsZero() {
+// SeedCold assumes that every id not tracked exactly may have spent debt
+// events of its budget by active, the last moment an earlier run was seen
+// sending (debt as that run's ColdNext reported it). Until that leaves the
+// window, such ids may spend only a small share untracked (see ColdNext)
+// and an id tracked exactly from then on starts with the debt. A zero
+// active, a debt <= 0, or an active already out of the window changes
+// nothing.
+func (b *Budget) SeedCold(debt int, active, now time.Time) {
+	if b.limit == 0 || active.IsZero() || debt <= 0 {
 		return
 	}
 	sec := active.Unix()
@@ -92,9 +94,40 @@ func (b *Budget) SeedCold(active, now time.Time) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.coldDebt, b.coldSec, b.coldUntil = b.limit/2, sec, sec+b.window
+	b.coldDebt, b.coldSec, b.coldUntil = min(debt, b.limit), sec, sec+b.window
 }
 
+// coldShare is the part of the budget an id may spend untracked while a
+// cold debt is in force: small, so that runs killed one after the other
+// within a window add little to the next one's debt.
+func (b *Budget) coldShare(debt int) int {
+	return max(0, min(b.limit/32, b.limit-debt))
+}
+
+// sketchLimit is the limit the sketch admits cold ids under at second now:
+// below half of it they stay untracked. b.mu must be held.
+func (b *Budget) sketchLimit(now int64) int {
+	if d := b.debtAt(now); d > 0 {
+		return 2 * b.coldShare(d)
+	}
+	return b.limit
+}
+
+// ColdNext returns what a run resuming after this one must assume every id
+// that Recent does not list has spent in the window ending at now: what the
+// sketch let it spend untracked here (half the budget, or the small share
+// while a cold debt is in force) on top of the debt this run started with.
+func (b *Budget) ColdNext(now time.Time) int {
+	if b.limit == 0 {
+		return 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if d := b.debtAt(now.Unix()); d > 0 {
+		return min(b.limit, d+b.coldShare(d))
+	}
+	return (b.limit + 1) / 2
+}
 // debtAt is the cold debt at second now. b.mu must be held.
 func (b *Budget) debtAt(now int64) int {
 	if now >= b.coldUntil {

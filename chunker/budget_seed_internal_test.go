@@ -7,19 +7,22 @@ import (
 	"time"
 )
 
-// A run is killed and the next one starts from the killed run's Recent
-// (the exactly tracked ids) and SeedCold (the others): whatever the mix of
-// hot and cold ids and the moment of the kill, no id gets more than the
-// limit within any window across both runs.
+// Runs are killed one after the other, each starting from the killed
+// run's Recent (the exactly tracked ids) and ColdNext (what the others may
+// have spent): whatever the mix of hot and cold ids, the moments of the
+// kills and their number within a window, no id gets more than the limit
+// within any window across the runs.
 func TestBudgetSeedAcrossKill(t *testing.T) {
 	for _, tt := range []struct {
 		eps       int
-		killAfter int // steps of the first run
+		killAfter int // steps of each killed run
 		pause     int64
+		runs      int
 	}{
-		{5, 300, 0}, {5, 600, 0}, {5, 20000, 2}, {20, 2000, 1}, {20, 10000, 40}, {300, 5000, 0}, {300, 40000, 1},
+		{5, 300, 0, 2}, {5, 600, 0, 2}, {5, 20000, 2, 2}, {20, 2000, 1, 2}, {20, 10000, 40, 2}, {300, 5000, 0, 2}, {300, 40000, 1, 2},
+		{5, 200, 0, 12}, {20, 300, 0, 20}, {20, 1000, 1, 8}, {300, 3000, 0, 15},
 	} {
-		t.Run(fmt.Sprintf("eps%d-kill%d-pause%d", tt.eps, tt.killAfter, tt.pause), func(t *testing.T) {
+		t.Run(fmt.Sprintf("eps%d-kill%d-pause%d-runs%d", tt.eps, tt.killAfter, tt.pause, tt.runs), func(t *testing.T) {
 			warm := max(1, tt.killAfter/(tt.eps*30))
 			r := rand.New(rand.NewSource(int64(tt.eps + tt.killAfter)))
 			granted := map[string][]int64{}
@@ -47,18 +50,25 @@ func TestBudgetSeedAcrossKill(t *testing.T) {
 					}
 				}
 			}
+			// Runs killed one after the other, each resuming from the
+			// last one's Recent and ColdNext.
 			b1 := NewBudget(tt.eps, 0)
-			drive(b1, tt.killAfter)
-			killed := time.Unix(now, 0)
-			recent := b1.Recent(nil, killed)
-
-			now += tt.pause
-			b2 := NewBudget(tt.eps, 0)
-			for _, s := range recent {
-				b2.Seed(s.Kind, s.ID, s.Steps, time.Unix(now, 0))
+			b := b1
+			for run := range tt.runs {
+				if run == tt.runs-1 {
+					drive(b, 60000)
+					break
+				}
+				drive(b, tt.killAfter)
+				killed := time.Unix(now, 0)
+				recent, debt := b.Recent(nil, killed), b.ColdNext(killed)
+				now += tt.pause
+				b = NewBudget(tt.eps, 0)
+				for _, s := range recent {
+					b.Seed(s.Kind, s.ID, s.Steps, time.Unix(now, 0))
+				}
+				b.SeedCold(debt, killed, time.Unix(now, 0))
 			}
-			b2.SeedCold(killed, time.Unix(now, 0))
-			drive(b2, 60000)
 
 			limit := b1.Limit()
 			for id, secs := range granted {

@@ -37,11 +37,25 @@ var routeNames = [2]string{backfill.RouteBatch: "batch", backfill.RouteHTTP: "ht
 
 var kindNames = [2]string{chunker.Device: "device", chunker.User: "user"}
 
+// coldKind marks the entry of Resume.Recent that carries a route's cold
+// debt (chunker.Budget.ColdNext) as one (unix second, events) step.
+const coldKind = "cold"
+
 // seedBudgets seeds the route budgets with what an earlier run spent and
 // hands the journal a snapshot function of them.
 func (r *run) seedBudgets(budgets [2]*chunker.Budget) {
 	now := r.cfg.Now()
+	var cold [2]bool
 	for _, s := range r.deps.Resume.Recent {
+		if s.Kind == coldKind {
+			for i, n := range routeNames {
+				if n == s.Route && len(s.Sends) == 1 {
+					budgets[i].SeedCold(int(s.Sends[0][1]), time.Unix(s.Sends[0][0], 0), now)
+					cold[i] = true
+				}
+			}
+			continue
+		}
 		route, kind := -1, -1
 		for i, n := range routeNames {
 			if n == s.Route {
@@ -58,8 +72,10 @@ func (r *run) seedBudgets(budgets [2]*chunker.Budget) {
 		}
 		budgets[route].Seed(chunker.Kind(kind), s.ID, s.Sends, now)
 	}
-	for _, b := range budgets {
-		b.SeedCold(r.deps.Resume.Active, now)
+	for i, b := range budgets {
+		if !cold[i] { // a checkpoint without the cold debt: assume a fresh run's
+			b.SeedCold((b.Limit()+1)/2, r.deps.Resume.Active, now)
+		}
 	}
 	if r.deps.Journal == nil {
 		return
@@ -72,6 +88,9 @@ func (r *run) seedBudgets(budgets [2]*chunker.Budget) {
 			spent = b.Recent(spent[:0], now)
 			for _, s := range spent {
 				dst = append(dst, checkpoint.IDSends{Route: routeNames[route], Kind: kindNames[s.Kind], ID: s.ID, Sends: s.Steps})
+			}
+			if d := b.ColdNext(now); d > 0 {
+				dst = append(dst, checkpoint.IDSends{Route: routeNames[route], Kind: coldKind, Sends: [][2]int64{{now.Unix(), int64(d)}}})
 			}
 		}
 		return dst
