@@ -128,6 +128,7 @@ func (b *Budget) ColdNext(now time.Time) int {
 	}
 	return (b.limit + 1) / 2
 }
+
 // debtAt is the cold debt at second now. b.mu must be held.
 func (b *Budget) debtAt(now int64) int {
 	if now >= b.coldUntil {
