@@ -126,8 +126,12 @@ func (b *Budget) ColdNext(now time.Time) int {
 	if d := b.debtAt(now.Unix()); d > 0 {
 		return min(b.limit, d+b.coldShare(d))
 	}
-	return (b.limit + 1) / 2
+	return b.FreshDebt()
 }
+
+// FreshDebt is what ColdNext reports for a run that started without a
+// debt: half the budget, what the sketch lets an id spend untracked.
+func (b *Budget) FreshDebt() int { return (b.limit + 1) / 2 }
 
 // debtAt is the cold debt at second now. b.mu must be held.
 func (b *Budget) debtAt(now int64) int {

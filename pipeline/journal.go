@@ -74,7 +74,7 @@ func (r *run) seedBudgets(budgets [2]*chunker.Budget) {
 	}
 	for i, b := range budgets {
 		if !cold[i] { // a checkpoint without the cold debt: assume a fresh run's
-			b.SeedCold((b.Limit()+1)/2, r.deps.Resume.Active, now)
+			b.SeedCold(b.FreshDebt(), r.deps.Resume.Active, now)
 		}
 	}
 	if r.deps.Journal == nil {
