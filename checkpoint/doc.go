@@ -32,7 +32,7 @@
 // Saving a checkpoint (per acknowledged chunk or every few seconds):
 //
 //	var st checkpoint.State // plus Job, JobDesc, Shard, Started, RunCount...
-//	tr.Fill(&st, func(s *checkpoint.State) { s.DeadLetterSize = dl.Size() })
+//	tr.Fill(&st, func(s *checkpoint.State) { s.DeadLetterSize = dl.Size(); journal.Compact(s) })
 //	if _, err := dl.Sync(); err != nil { ... } // make those bytes durable first
 //	err = store.Save(ctx, &st)
 //
@@ -41,6 +41,18 @@
 // and the dead-letter lines agree exactly: records not in the state are
 // read and sent again (Amplitude drops the duplicates by insert_id) and
 // their dead-letter lines, cut off by the truncation, are written again.
+//
+// # Journal
+//
+// Between saves, a Journal (Store.OpenJournal, after NewTracker) makes
+// acknowledgements durable: a lane records each request (Journal.Sent),
+// waits until the journal is durable (Journal.Wait: one group commit for
+// all lanes waiting) before sending it, and records its accepted records
+// (Journal.Acked) after settling them in the tracker. A save calls
+// Journal.Compact from its Fill hook and Journal.Saved after Store.Save.
+// After a kill only the requests in flight are sent again; OpenJournal
+// replays what the state does not hold, and Store.Recover shows it without
+// a lock. See Journal.
 //
 // # Errors
 //

@@ -4,18 +4,11 @@ import (
 	"maps"
 	"slices"
 
-	"github.com/backfillhq/backfill"
 )
 
 // Test-only views of a Tracker and a one-record settle. Production code
 // reads the tracker through Fill and settles through SettleWith and
 // SettleEvents; these keep the tests short.
-
-// Settle is SettleWith without a function.
-func (t *Tracker) Settle(pos backfill.Position, outcome Outcome) bool {
-	ok, _ := t.SettleWith(pos, outcome, nil)
-	return ok
-}
 
 // Snapshot returns a deep copy of every object's progress.
 func (t *Tracker) Snapshot() map[string]*Object {

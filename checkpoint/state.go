@@ -69,6 +69,14 @@ type State struct {
 	// Parked lists ids parked because they exceeded a daily quota, with the
 	// time they may be retried.
 	Parked []ParkedID `json:"parked,omitempty"`
+	// JournalGen is the first acknowledgement-journal generation not
+	// compacted into this state: a resume applies generations >= it (see
+	// Journal).
+	JournalGen int64 `json:"journal_gen,omitempty"`
+	// Recent holds the recent sends of the ids the pacing budgets track
+	// exactly, so a resumed run stays within the window the state's run had
+	// started (see IDSends).
+	Recent []IDSends `json:"recent,omitempty"`
 
 	// FellBack is set by Load (never saved) when the newest state was
 	// missing or unreadable and this is the previous one; NewestErr is why.
@@ -184,6 +192,9 @@ type Counters struct {
 	Retries         int64 `json:"retries"`
 	BytesRead       int64 `json:"bytes_read"`
 	BytesSent       int64 `json:"bytes_sent"`
+	// EventsResent counts records sent again after a crash because their
+	// acknowledgement had not been made durable (see Journal).
+	EventsResent int64 `json:"events_resent,omitempty"`
 	// Extra holds counters without a dedicated field, by snake_case name.
 	Extra map[string]int64 `json:"extra,omitempty"`
 }
@@ -202,6 +213,7 @@ func (c *Counters) Add(d Counters) {
 	c.Retries += d.Retries
 	c.BytesRead += d.BytesRead
 	c.BytesSent += d.BytesSent
+	c.EventsResent += d.EventsResent
 	for k, v := range d.Extra {
 		if c.Extra == nil {
 			c.Extra = make(map[string]int64)

@@ -213,6 +213,13 @@ func (t *Tracker) SettleWith(pos backfill.Position, outcome Outcome, fn func() e
 	return true, nil
 }
 
+// Settle is SettleWith without a function: it settles a record that needs
+// no dead-letter entry (skipped at the source, or owned by another shard).
+func (t *Tracker) Settle(pos backfill.Position, outcome Outcome) bool {
+	ok, _ := t.SettleWith(pos, outcome, nil)
+	return ok
+}
+
 // settle settles record r of tr, not settled yet, with outcome; m is r's
 // mark if known (r was read in this run). t.mu must be held.
 func (t *Tracker) settle(tr *track, r int64, m mark, known bool, outcome Outcome) {

@@ -44,6 +44,11 @@ type Budget struct {
 	sketched bool
 	paused   [2]map[string]held
 	sweep    int64 // next second at which expired ids are dropped
+	// Until second coldUntil, ids not tracked exactly may already have
+	// spent coldDebt events at second coldSec in a killed run (see
+	// SeedCold).
+	coldDebt           int
+	coldSec, coldUntil int64
 }
 
 // Kind tells device ids from user ids: Amplitude limits each separately.
@@ -129,6 +134,7 @@ func (b *Budget) take(k Kind, id string, h uint64, now int64, want int) int {
 	st := b.ids[k][id]
 	if st == nil {
 		var est int
+		debt := b.debtAt(now)
 		if b.sketched {
 			sk := b.sk[k]
 			if sk == nil {
@@ -136,16 +142,20 @@ func (b *Budget) take(k Kind, id string, h uint64, now int64, want int) int {
 				b.sk[k] = sk
 			}
 			var ok bool
-			if est, ok = sk.addIfUnder(h, now, want, b.limit); ok {
+			if est, ok = sk.addIfUnder(h, now, want, b.sketchLimit(now)); ok {
 				return want
 			}
 		}
 		// Track the id exactly from now on, assuming the sketch's
 		// (over)estimate was spent this second.
 		st = &steps{}
+		if debt > 0 {
+			st.s = append(st.s, step{sec: b.coldSec - b.coldSec%b.step, n: debt})
+			st.total = debt
+		}
 		if est > 0 {
 			st.s = append(st.s, step{sec: now - now%b.step, n: est})
-			st.total = est
+			st.total += est
 		}
 		b.ids[k][id] = st
 	}

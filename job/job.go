@@ -386,13 +386,38 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 	defer abort(nil)
 
 	tracker := checkpoint.NewTracker(state)
+	// The journal of the runs since the state was saved: what they had
+	// acknowledged, sent and spent of the per-id budgets.
+	journal, replayed, err := store.OpenJournal(hard, state, tracker, checkpoint.JournalOptions{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	defer journal.Close()
+	state.RunCount += replayed.Runs // killed before their first save
+	if replayed.Generations > 0 {
+		log.Info("resuming from the checkpoint and its journal", "acknowledged_since_save", replayed.Settled,
+			"in_flight_at_crash", replayed.Crashed, "journal_generations", replayed.Generations)
+	}
+	resume := pipeline.Resume{Recent: state.Recent, Active: state.Updated}
+	if replayed.Recent != nil {
+		resume.Recent = replayed.Recent
+	}
+	if replayed.LastActive.After(resume.Active) {
+		resume.Active = replayed.LastActive
+	}
+	if fresh {
+		resume.Active = time.Time{}
+	}
 	stats := cfg.Stats
 	if stats == nil {
 		stats = new(pipeline.Stats)
 	}
 	save := func(ctx context.Context) error {
 		st := *state
-		tracker.Fill(&st, func(s *checkpoint.State) { s.DeadLetterSize = dl.Size() })
+		tracker.Fill(&st, func(s *checkpoint.State) {
+			s.DeadLetterSize = dl.Size()
+			journal.Compact(s)
+		})
 		st.Parked = stats.ParkedIDs(time.Now())
 		if _, err := dl.Sync(); err != nil {
 			return fmt.Errorf("sync dead-letter file: %w", err)
@@ -404,7 +429,13 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 			}
 			return err
 		}
-		return store.Save(ctx, &st)
+		if err := store.Save(ctx, &st); err != nil {
+			return err
+		}
+		if err := journal.Saved(ctx, &st); err != nil {
+			log.Warn("compact the checkpoint journal", "err", err)
+		}
+		return nil
 	}
 
 	if cfg.OnStart != nil {
@@ -448,6 +479,8 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 		Tracker:    tracker,
 		DeadLetter: dl,
 		Save:       save,
+		Journal:    journal,
+		Resume:     resume,
 	}, stats)
 	if cause := context.Cause(runCtx); errors.Is(cause, checkpoint.ErrLockLost) {
 		runErr = cause
@@ -463,6 +496,7 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 
 	final := *state
 	tracker.Fill(&final, nil)
+	final.Counters.EventsResent += journal.Resent()
 	rep := buildReport(&cfg, &final, objs, stats, plan, started, runErr)
 	rep.addCeilings(&cfg, ceilings, shardCount)
 	if cfg.ReportFile != "" {

@@ -60,6 +60,9 @@ type Report struct {
 	Responses5xx       int64 `json:"responses_5xx"`
 	Retries            int64 `json:"retries"`
 	BytesSent          int64 `json:"bytes_sent"`
+	// EventsResent counts records sent again after crashes because their
+	// acknowledgement was not durable yet (in flight at a kill).
+	EventsResent int64 `json:"events_resent"`
 
 	DurationSeconds float64 `json:"duration_seconds"` // this run
 	// LowerBoundSeconds is the least time Amplitude's per-id limits allow
@@ -185,6 +188,7 @@ func buildReport(cfg *Config, st *checkpoint.State, objs []pipeline.ObjectStat, 
 		Responses5xx:       c.Responses5xx,
 		Retries:            c.Retries,
 		BytesSent:          c.BytesSent,
+		EventsResent:       c.EventsResent,
 		DurationSeconds:    now.Sub(started).Seconds(),
 		Runs:               st.RunCount,
 		StartedAt:          started,
@@ -344,6 +348,9 @@ func (r *Report) WriteSummary(w io.Writer) {
 		fmt.Fprintf(w, "  warning  %d events share their id and insert_id with a different earlier event; Amplitude keeps only the first (examples in the log)\n", r.DuplicateInsertIDs)
 	}
 	fmt.Fprintf(w, "  requests batch %d, httpapi %d; 429s %d; 5xx %d; retries %d\n", r.RequestsBatch, r.RequestsHTTPAPI, r.Responses429, r.Responses5xx, r.Retries)
+	if r.EventsResent > 0 {
+		fmt.Fprintf(w, "  re-sent  %d events after crashes (in flight when a run was killed)\n", r.EventsResent)
+	}
 	if r.HottestEvents > 0 {
 		fmt.Fprintf(w, "  pace     lower bound %s (hottest id %s: %d events%s), actual %s\n",
 			time.Duration(r.LowerBoundSeconds*float64(time.Second)), escape.Line(r.HottestID), r.HottestEvents, r.ceilingWhy(), time.Duration(r.DurationSeconds*float64(time.Second)).Round(time.Millisecond))

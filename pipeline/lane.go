@@ -15,7 +15,7 @@ import (
 // and its queue is empty. hard ends it at once; after soft (readCtx) ends it
 // finishes the request in flight and returns, leaving queued events
 // unsettled for the next run.
-func (r *run) lane(hard, readCtx context.Context, route backfill.Route, l *chunker.Lane, parked *atomic.Int64) error {
+func (r *run) lane(hard, readCtx context.Context, route backfill.Route, id int, l *chunker.Lane, parked *atomic.Int64) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -27,7 +27,7 @@ func (r *run) lane(hard, readCtx context.Context, route backfill.Route, l *chunk
 			return fmt.Errorf("lane: %w", err)
 		}
 		if len(b.Events) > 0 {
-			if err := r.sendBatch(hard, route, l, b.Events); err != nil {
+			if err := r.sendBatch(hard, route, id, l, b.Events); err != nil {
 				return err
 			}
 			l.Recycle(b.Events)
@@ -62,14 +62,22 @@ func (r *run) lane(hard, readCtx context.Context, route backfill.Route, l *chunk
 }
 
 // sendBatch sends one request's events and applies the result: counters
-// first, then each event's outcome (see settle).
-func (r *run) sendBatch(ctx context.Context, route backfill.Route, l *chunker.Lane, evs []backfill.Event) error {
+// first, then each event's outcome (see settle). With a journal the request
+// is recorded and made durable first (with the previous request's
+// acknowledgements), and its acknowledgements recorded once settled.
+func (r *run) sendBatch(ctx context.Context, route backfill.Route, lane int, l *chunker.Lane, evs []backfill.Event) error {
+	if err := r.journalSent(ctx, lane, evs); err != nil {
+		r.journalAcked(lane, nil) // aborted before sending: left unsettled for the next run
+		return nil
+	}
 	res, err := r.senders[route].Send(ctx, route, evs)
 	st := res.Stats
 	r.log.Debug("request settled", "route", route.String(), "events", len(evs), "accepted", len(res.Accepted),
 		"rejected", len(res.Rejected), "throttled", len(res.Throttled), "parked", len(res.Parked), "requests", st.Requests, "retries", st.Retries)
 	r.count(route, st)
-	if werr := r.settle(l, evs, res); werr != nil {
+	werr := r.settle(l, evs, res)
+	r.journalAcked(lane, res.Accepted) // after the tracker settled them
+	if werr != nil {
 		return werr
 	}
 	if err != nil {

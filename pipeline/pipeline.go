@@ -203,6 +203,10 @@ type Deps struct {
 	// Save persists the tracker's state; called every CheckpointEvery and
 	// once at the end. It must call Tracker.Fill itself.
 	Save func(ctx context.Context) error
+	// Journal, if set, makes acknowledgements durable between saves.
+	Journal Journal
+	// Resume seeds the pacing budgets with what earlier runs spent.
+	Resume Resume
 }
 
 // Run moves every record of deps.Objects to Amplitude or the dead-letter

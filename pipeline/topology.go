@@ -47,6 +47,7 @@ func (r *run) run(hard, soft context.Context) ([]ObjectStat, error) {
 	r.seed = maphash.MakeSeed()
 	r.objIdx = make(map[string]int)
 	budgets := [2]*chunker.Budget{chunker.NewBudget(cfg.EPS, 0), chunker.NewBudget(cfg.HTTPEPS, 0)}
+	r.seedBudgets(budgets)
 	var daily *chunker.Budget
 	if cfg.DailyBudget > 0 {
 		daily = chunker.NewDailyBudget(cfg.DailyBudget)
@@ -135,7 +136,8 @@ func (r *run) run(hard, soft context.Context) ([]ObjectStat, error) {
 	})
 	for route, ls := range r.lanes {
 		for i, l := range ls {
-			g.Go(func() error { return r.lane(gctx, readCtx, backfill.Route(route), l, &r.laneParked[route][i]) })
+			id := route*len(ls) + i // the lane's number in the journal
+			g.Go(func() error { return r.lane(gctx, readCtx, backfill.Route(route), id, l, &r.laneParked[route][i]) })
 		}
 	}
 	ckDone := make(chan struct{})

@@ -114,7 +114,7 @@ func cmdStatus(ctx context.Context, args []string, env *environ, stdout, stderr 
 		return err
 	}
 	defer store.Close()
-	states, err := store.LoadAll(ctx)
+	states, err := store.RecoverAll(ctx)
 	if err != nil {
 		return err
 	}
@@ -159,8 +159,8 @@ func cmdStatus(ctx context.Context, args []string, env *environ, stdout, stderr 
 		}
 		c := st.Counters
 		fmt.Fprintf(stdout, "%s: %s; %d runs; updated %s\n", label, state, st.RunCount, st.Updated.Format("2006-01-02 15:04:05 MST"))
-		fmt.Fprintf(stdout, "  events read %d = accepted %d + rejected %d + skipped %d; requests batch %d, httpapi %d; 429s %d; retries %d\n",
-			c.EventsRead, c.EventsAccepted, c.EventsRejected, c.EventsFiltered, c.RequestsBatch, c.RequestsHTTPAPI, c.Responses429, c.Retries)
+		fmt.Fprintf(stdout, "  events read %d = accepted %d + rejected %d + skipped %d; requests batch %d, httpapi %d; 429s %d; retries %d; re-sent after crashes %d\n",
+			c.EventsRead, c.EventsAccepted, c.EventsRejected, c.EventsFiltered, c.RequestsBatch, c.RequestsHTTPAPI, c.Responses429, c.Retries, c.EventsResent)
 		if c.EventsForeign > 0 || st.Plan > 0 {
 			fmt.Fprintf(stdout, "  route plan %d; %d records read and left to the other shards\n", st.Plan, c.EventsForeign)
 		}

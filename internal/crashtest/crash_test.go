@@ -4,8 +4,10 @@ package crashtest_test
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -31,6 +33,17 @@ const (
 	// enough to be killed at many points.
 	latency         = 20 * time.Millisecond
 	checkpointEvery = 50 * time.Millisecond
+	// crashEPS is --eps of the crash loops and the emulator's per-id
+	// limit: each of the input's 50 devices has about 810 events, more
+	// than the 600 of one 30 s window, so every device is paced and the
+	// runs after a kill must remember what the killed ones had spent.
+	crashEPS = 20
+	// crashKills is the number of kills of a crash loop.
+	crashKills = 20
+	// crashSaveEvery is --checkpoint-every of the crash loops: far longer
+	// than the acknowledgement bound, yet short enough for some kills to
+	// hit a save.
+	crashSaveEvery = time.Second
 )
 
 func crashFlags() []string {
@@ -41,32 +54,34 @@ func crashFlags() []string {
 	}
 }
 
+// loopFlags are the flags of the crash loops: paced at the emulator's
+// per-id limit.
+func loopFlags() []string {
+	return []string{
+		"--checkpoint-every", crashSaveEvery.String(),
+		"--lanes", strconv.Itoa(lanes),
+		"--batch-size", strconv.Itoa(batchSize),
+		"--eps", strconv.Itoa(crashEPS),
+	}
+}
+
 // checkResent asserts the re-send bounds and logs the measured re-sends.
 //
 // A kill makes the next runs re-send the events the emulator had accepted
-// that the checkpoint they resume from does not hold as settled: lost. A run
-// sends each record at most once and skips what its checkpoint holds as
+// that the checkpoint and its journal do not hold as settled: lost. A run
+// sends each record at most once and skips what it resumes from as
 // settled, so the emulator's duplicates during run i+1 are at most the
 // events lost by kill i; more means settled records were sent again.
 //
-// The lost events are the ones lost by earlier kills that the killed run
-// had not re-sent yet, and fresh ones, first accepted in the killed run. The
-// fresh ones are, per lane, the request in flight at the kill and the
-// requests acked after the checkpoint's snapshot: each request takes at
-// least latency, so in the lag L from snapshot to kill a lane gets at most
-// L/latency + 1 acks, plus the request in flight when the snapshot was
-// taken. So per kill
-//
-//	fresh ≤ window × (floor(L/latency) + 4)
-//
-// with window = lanes × batch size (the in-flight window) and two windows of
-// slack because the checkpoint's timestamp is taken a little after its
-// snapshot (after fsyncing the dead-letter file).
-//
-// The simpler "re-sent ≤ kills × window" does not hold: the events acked
-// since the last checkpoint save (every --checkpoint-every, plus the save's
-// own duration) are re-sent too. It is logged for comparison.
-func checkResent(t *testing.T, srv *emu, out crashOutcome) {
+// The lost events first accepted during the killed run (fresh) are at most
+// the in-flight window: a lane sends a request only once the journal holds
+// the acknowledgement of its previous one, so at a kill each lane has at
+// most one request whose acknowledgement is not durable. Hence the
+// emulator's duplicates in all are at most kills × window, whatever the
+// checkpoint interval. The report's events_resent counts the records sent
+// again that were in flight at a kill, which includes those the emulator
+// never received: it lies between the duplicates and kills × window.
+func checkResent(t *testing.T, srv *emu, out crashOutcome, rep report) {
 	t.Helper()
 	dups := srv.Stats().EventsDuplicate
 	var worst int64
@@ -79,13 +94,18 @@ func checkResent(t *testing.T, srv *emu, out crashOutcome) {
 		if k.checkpoint {
 			withCk++
 		}
-		bound := window * (int(k.lag/latency) + 4)
-		t.Logf("kill %2d after %4dms: checkpoint %-5v lag %4dms, lost %5d events (%5d fresh, bound %5d), next run re-sent %5d%s",
-			i+1, k.after.Milliseconds(), k.checkpoint, k.lag.Milliseconds(), k.lost, k.fresh, bound, out.resent[i+1],
-			map[bool]string{true: "; killed during a checkpoint write"}[k.tempLeft])
-		if k.fresh > bound {
-			t.Errorf("kill %d: %d events accepted in the killed run are not in the checkpoint, %v after its snapshot; want at most %d (window %d × (lag/latency %d + 4))",
-				i+1, k.fresh, k.lag, bound, window, int(k.lag/latency))
+		what := ""
+		switch {
+		case k.final:
+			what = "; killed at the final save"
+		case k.tempLeft:
+			what = "; killed during a checkpoint write"
+		}
+		t.Logf("kill %2d after %4dms: checkpoint %-5v lag %4dms, settled %5d, lost %4d events (%4d fresh), next run re-sent %4d%s",
+			i+1, k.after.Milliseconds(), k.checkpoint, k.lag.Milliseconds(), k.settled, k.lost, k.fresh, out.resent[i+1], what)
+		if k.fresh > window {
+			t.Errorf("kill %d: %d events accepted in the killed run are not in the checkpoint or its journal; want at most the in-flight window %d",
+				i+1, k.fresh, window)
 		}
 		if out.resent[i+1] > int64(k.lost) {
 			t.Errorf("run %d re-sent %d events, more than the %d accepted events its checkpoint did not hold: settled records were sent again",
@@ -95,25 +115,40 @@ func checkResent(t *testing.T, srv *emu, out crashOutcome) {
 	if out.resent[0] != 0 {
 		t.Errorf("the first run sent %d duplicate events", out.resent[0])
 	}
-	t.Logf("%d kills over %d runs (%d after a first checkpoint, %d during a checkpoint write, %d moved early near the end); events re-sent: %d in all, at most %d after one kill; kills × window = %d × %d = %d",
-		len(out.kills), out.runs, withCk, temps, out.capped, dups, worst, len(out.kills), window, int64(len(out.kills))*window)
+	bound := int64(len(out.kills)) * window
+	if dups > bound {
+		t.Errorf("the emulator saw %d re-sent events in all, want at most kills × window = %d × %d = %d", dups, len(out.kills), window, bound)
+	}
+	if rep.EventsResent < dups || rep.EventsResent > bound {
+		t.Errorf("report: events_resent %d, want between the emulator's %d duplicates and kills × window = %d", rep.EventsResent, dups, bound)
+	}
+	t.Logf("%d kills over %d runs (%d after a first checkpoint, %d during a checkpoint write, %d moved early near the end); events re-sent: %d in all (%.0f per kill, report: %d), at most %d after one kill; kills × window = %d × %d = %d",
+		len(out.kills), out.runs, withCk, temps, out.capped, dups, float64(dups)/float64(max(1, len(out.kills))), rep.EventsResent, worst, len(out.kills), window, bound)
 }
 
-func minKills() int {
-	if testing.Short() {
-		return 10
+// checkPaced asserts that no request met a 429: every run, resumed ones
+// included, stayed within the per-id limit.
+func checkPaced(t *testing.T, srv *emu, rep report) {
+	t.Helper()
+	if n := srv.Stats().Responses[429]; n > 0 || rep.Responses429 > 0 {
+		t.Errorf("the emulator answered %d requests 429 (report: %d) with its per-id limit at --eps %d: a resumed run exceeded the window a killed one had started",
+			n, rep.Responses429, crashEPS)
 	}
-	return 12
 }
+
+// minKills is the number of kills that must hit a live process: the kill
+// at the final save may come too late.
+func minKills() int { return crashKills - 1 }
 
 // TestCrashLocal SIGKILLs runs with a local checkpoint directory.
 func TestCrashLocal(t *testing.T) {
+	t.Parallel() // mostly waiting for the paced devices' windows
 	rng := rand.New(rand.NewPCG(seed(t), 0))
-	srv, url := startEmulator(t, latency)
+	srv, url := startEmulatorEPS(t, latency, crashEPS)
 	ck := filepath.Join(t.TempDir(), "ck")
-	j := newJob(t, url, nil, append(crashFlags(), "--checkpoint", ck)...)
+	j := newJob(t, url, nil, append(loopFlags(), "--checkpoint", ck)...)
 
-	out := crashLoop(t, j, srv, killPlan(rng, minKills()), loader(ck), ck, nil)
+	out := crashLoop(t, j, srv, killPlan(rng, crashKills), loader(ck), ck, nil)
 	if len(out.kills) < minKills() {
 		t.Errorf("only %d kills hit a running process, want at least %d", len(out.kills), minKills())
 	}
@@ -121,7 +156,19 @@ func TestCrashLocal(t *testing.T) {
 		t.Errorf("final exit code %d, want 3 (completed with dead-lettered records)", out.code)
 	}
 	checkDelivery(t, input, srv, filepath.Join(ck, "dead-letter.jsonl"), filepath.Join(ck, "report.json"))
-	checkResent(t, srv, out)
+	rep := readReport(t, filepath.Join(ck, "report.json"))
+	checkResent(t, srv, out, rep)
+	checkPaced(t, srv, rep)
+
+	// `backfill status` shows the re-sent events too.
+	status := exec.Command(binPath, "status", "--checkpoint", ck)
+	msg, err := status.CombinedOutput()
+	if err != nil {
+		t.Fatalf("backfill status: %v\n%s", err, msg)
+	}
+	if want := fmt.Sprintf("re-sent after crashes %d", rep.EventsResent); !strings.Contains(string(msg), want) {
+		t.Errorf("backfill status does not say %q:\n%s", want, msg)
+	}
 }
 
 // TestCrashBeforeFirstCheckpoint kills a fresh run after it wrote
@@ -159,35 +206,25 @@ func TestCrashBeforeFirstCheckpoint(t *testing.T) {
 	checkDelivery(t, in, srv, dl, filepath.Join(ck, "report.json"))
 }
 
-// TestCrashS3 SIGKILLs runs whose checkpoint is in an S3 bucket.
+// TestCrashS3 SIGKILLs runs whose checkpoint is in an S3 bucket, where
+// the journal is one small object per commit.
 func TestCrashS3(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the bucket variant is skipped under -short")
 	}
 	rng := rand.New(rand.NewPCG(seed(t), 0))
-	srv, url := startEmulator(t, latency)
+	srv, url := startEmulatorEPS(t, latency, crashEPS)
 	ck := testutil.StartS3(t, "state").URL("state", "job1")
 	dir := t.TempDir()
 	dl, rep := filepath.Join(dir, "dead-letter.jsonl"), filepath.Join(dir, "report.json")
 	// A bucket lock cannot tell a dead owner from a live one: the killed
 	// run's lock goes stale after --lock-ttl without a heartbeat (one per
 	// checkpoint save), and --lock-wait makes the rerun wait for that.
-	j := newJob(t, url, testutil.AWSEnv, append(crashFlags(), "--checkpoint", ck, "--dead-letter", dl, "--report", rep,
-		"--lock-ttl", "400ms", "--lock-wait", "15s")...)
-	bucket, err := blob.OpenBucket(context.Background(), strings.Replace(ck, "/job1?", "?", 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer bucket.Close()
-	staleLock := func() bool {
-		ok, err := bucket.Exists(context.Background(), "job1/"+checkpoint.LockObject)
-		if err != nil {
-			t.Fatalf("look for the lock object: %v", err)
-		}
-		return ok
-	}
+	j := newJob(t, url, testutil.AWSEnv, append(loopFlags(), "--checkpoint", ck, "--dead-letter", dl, "--report", rep,
+		"--lock-ttl", "400ms", "--lock-wait", "15s", "--checkpoint-every", "130ms")...)
+	staleLock := bucketLock(t, ck)
 
-	out := crashLoop(t, j, srv, killPlan(rng, minKills()), loader(ck), "", staleLock)
+	out := crashLoop(t, j, srv, killPlan(rng, crashKills), loader(ck), "", staleLock)
 	if len(out.kills) < minKills() {
 		t.Errorf("only %d kills hit a running process, want at least %d", len(out.kills), minKills())
 	}
@@ -195,5 +232,29 @@ func TestCrashS3(t *testing.T) {
 		t.Errorf("final exit code %d, want 3 (completed with dead-lettered records)", out.code)
 	}
 	checkDelivery(t, input, srv, dl, rep)
-	checkResent(t, srv, out)
+	r := readReport(t, rep)
+	checkResent(t, srv, out, r)
+	// Not asserted on a bucket: each journal commit is an object write,
+	// and on a loaded machine the in-process S3 can delay a request past
+	// the pacer's 1 s slack (see the issue-16 note); logged instead.
+	if n := srv.Stats().Responses[429]; n > 0 {
+		t.Logf("the emulator answered %d requests 429 with its per-id limit at --eps %d", n, crashEPS)
+	}
+}
+
+// bucketLock returns whether the lock object of the job1 checkpoint in the
+// bucket of ck exists.
+func bucketLock(t *testing.T, ck string) func() bool {
+	bucket, err := blob.OpenBucket(context.Background(), strings.Replace(ck, "/job1?", "?", 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bucket.Close() })
+	return func() bool {
+		ok, err := bucket.Exists(context.Background(), "job1/"+checkpoint.LockObject)
+		if err != nil {
+			t.Fatalf("look for the lock object: %v", err)
+		}
+		return ok
+	}
 }

@@ -121,10 +121,17 @@ func (e *emu) idle(t *testing.T) {
 
 // startEmulator serves an in-process emulator with latency per request.
 func startEmulator(t *testing.T, latency time.Duration) (*emu, string) {
+	return startEmulatorEPS(t, latency, 0)
+}
+
+// startEmulatorEPS is startEmulator with the per-id limit of /batch at eps
+// events/s over 30 s (0: Amplitude's).
+func startEmulatorEPS(t *testing.T, latency time.Duration, eps int) (*emu, string) {
 	t.Helper()
 	srv, err := emulator.New(emulator.Config{
 		Silenced: []string{silencedDevice},
 		Faults:   emulator.Faults{Latency: latency},
+		BatchEPS: eps,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -278,24 +285,29 @@ func tail(s string) string {
 // accepted) or 3 (finished with dead-lettered records).
 func completed(code int) bool { return code == 0 || code == 3 }
 
+// finalSave in a kill plan kills the run the moment the emulator has
+// accepted every valid event: while the run writes its final checkpoint
+// and report.
+const finalSave = time.Duration(-1)
+
 // killPlan returns the kill delays of n kills, deterministic per rng: a
-// third very early (while the process starts, lists and locks, before
-// and around its first checkpoint), the rest spread over the run, where a
-// tiny --checkpoint-every makes hitting a checkpoint write likely.
+// third while the process starts, lists and locks (under 40 ms), a third
+// in the rest of its first second, the others in its second second; the
+// last kill is at the final save.
 func killPlan(rng *rand.Rand, n int) []time.Duration {
-	d := make([]time.Duration, n)
+	d := make([]time.Duration, n-1)
 	for i := range d {
 		switch i % 3 {
 		case 0:
 			d[i] = time.Duration(rng.Int64N(int64(40 * time.Millisecond)))
 		case 1:
-			d[i] = 40*time.Millisecond + time.Duration(rng.Int64N(int64(160*time.Millisecond)))
+			d[i] = 40*time.Millisecond + time.Duration(rng.Int64N(int64(960*time.Millisecond)))
 		default:
-			d[i] = 100*time.Millisecond + time.Duration(rng.Int64N(int64(300*time.Millisecond)))
+			d[i] = time.Second + time.Duration(rng.Int64N(int64(time.Second)))
 		}
 	}
-	rng.Shuffle(n, func(a, b int) { d[a], d[b] = d[b], d[a] })
-	return d
+	rng.Shuffle(len(d), func(a, b int) { d[a], d[b] = d[b], d[a] })
+	return append(d, finalSave)
 }
 
 // killStat is what one kill left behind.
@@ -315,6 +327,11 @@ type killStat struct {
 	checkpoint bool
 	// tempLeft tells whether the kill interrupted a local checkpoint write.
 	tempLeft bool
+	// final tells whether it was the kill at the final save.
+	final bool
+	// settled is the number of records the checkpoint (with its journal)
+	// holds as settled after the kill.
+	settled int64
 }
 
 // crashOutcome is what a crash loop did.
@@ -334,7 +351,8 @@ type crashOutcome struct {
 // loadFunc loads the job's newest checkpoint, as the next run would.
 type loadFunc func() (*checkpoint.State, error)
 
-// loader loads the checkpoint at loc (a directory or a bucket URL).
+// loader loads the checkpoint at loc (a directory or a bucket URL) and
+// applies its journal, as the next run would.
 func loader(loc string) loadFunc {
 	return func() (*checkpoint.State, error) {
 		st, err := checkpoint.Open(context.Background(), loc, checkpoint.Options{Logger: quietLog})
@@ -342,7 +360,8 @@ func loader(loc string) loadFunc {
 			return nil, err
 		}
 		defer st.Close()
-		return st.Load(context.Background())
+		s, _, err := st.Recover(context.Background())
+		return s, err
 	}
 }
 
@@ -393,7 +412,7 @@ func crashLoop(t *testing.T, j *job, srv *emu, plan []time.Duration, load loadFu
 	dups := func() int64 { return srv.Stats().EventsDuplicate }
 	prevAccepted := map[string]bool{}
 	for _, d := range plan {
-		if srv.Stats().EventsAccepted >= int64(len(input.valid))*4/5 {
+		if d != finalSave && srv.Stats().EventsAccepted >= int64(len(input.valid))*4/5 {
 			// Keep the job from completing before the plan is used up on a
 			// fast machine: near the end, kill while the process starts.
 			d %= 30 * time.Millisecond
@@ -414,13 +433,23 @@ func crashLoop(t *testing.T, j *job, srv *emu, plan []time.Duration, load loadFu
 			}
 			started = time.Now()
 		}
-		select {
-		case <-p.done:
-		case <-time.After(d):
+		if d == finalSave {
+			deadline := time.Now().Add(90 * time.Second)
+			for srv.Stats().EventsAccepted < int64(len(input.valid)) && !p.exited() {
+				if time.Now().After(deadline) {
+					t.Fatalf("run %d did not get every event accepted within 90s; stderr:\n%s", out.runs, tail(p.stderr.String()))
+				}
+				time.Sleep(100 * time.Microsecond)
+			}
+		} else {
+			select {
+			case <-p.done:
+			case <-time.After(d):
+			}
 		}
 		killedAt := time.Now()
 		if p.kill() {
-			k := killStat{after: killedAt.Sub(started)}
+			k := killStat{after: killedAt.Sub(started), final: d == finalSave}
 			if ckDir != "" {
 				m, _ := filepath.Glob(filepath.Join(ckDir, "state.json.tmp-*"))
 				k.tempLeft = len(m) > 0
@@ -437,6 +466,11 @@ func crashLoop(t *testing.T, j *job, srv *emu, plan []time.Duration, load loadFu
 			default:
 				k.checkpoint = true
 				k.lag = killedAt.Sub(st.Updated)
+			}
+			if st != nil {
+				for _, o := range st.Objects {
+					k.settled += o.Read
+				}
 			}
 			lost := lostAcks(st, accepted)
 			k.lost = len(lost)
@@ -475,6 +509,8 @@ type report struct {
 	EventsAccepted int64  `json:"events_accepted"`
 	EventsRejected int64  `json:"events_rejected"`
 	EventsPending  int64  `json:"events_pending"`
+	EventsResent   int64  `json:"events_resent"`
+	Responses429   int64  `json:"responses_429"`
 	Runs           int    `json:"runs"`
 }
 
