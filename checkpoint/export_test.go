@@ -3,7 +3,6 @@ package checkpoint
 import (
 	"maps"
 	"slices"
-
 )
 
 // Test-only views of a Tracker and a one-record settle. Production code

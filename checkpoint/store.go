@@ -81,7 +81,7 @@ type Store struct {
 type backend interface {
 	read(ctx context.Context, key string) ([]byte, error) // fs.ErrNotExist when missing
 	save(ctx context.Context, dir string, data []byte) error
-	keys(ctx context.Context) ([]string, error) // every key, for LoadAll
+	keys(ctx context.Context) ([]string, error)                // every key, for LoadAll
 	create(ctx context.Context, key string, data []byte) error // ErrExist when key exists
 	lock(ctx context.Context, s *Store, opts LockOptions) (*Lock, error)
 	close() error
