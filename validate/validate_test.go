@@ -137,7 +137,7 @@ func TestCheckResult(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := validate.Result{EventType: "e", DeviceID: "dev-12", InsertID: "i-1", Time: 1700000000000, HasTime: true, HasSkipSync: true, StripUserID: true, Typed: true}
+	want := validate.Result{EventType: "e", DeviceID: "dev-12", InsertID: "i-1", Time: 1700000000000, HasTime: true, HasSkipSync: true, StripUserID: true, Typed: true, BlockedIDs: 1}
 	if res != want {
 		t.Fatalf("res=%+v\nwant %+v", res, want)
 	}

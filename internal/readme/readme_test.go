@@ -297,6 +297,8 @@ func newWorld(t *testing.T, mentions string) *world {
 		"a/a.jsonl":                    ev,
 		"mixpanel-export/export.jsonl": preset(t, "mixpanel"),
 		"data/events/2024-01.json.gz":  gz(t, ev),
+		// A Mixpanel People (engage) export row, for the profiles example.
+		"people/people.jsonl": []byte(`{"$distinct_id":"user-readme-0001","$properties":{"$email":"u1@example.com","plan":"team"}}` + "\n"),
 	} {
 		write(t, filepath.Join(w.dir, p), b)
 	}
