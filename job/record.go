@@ -84,21 +84,9 @@ func planDone(gen int, states map[string]*checkpoint.State, n int) bool {
 // shards starting together, the first to record a generation wins and the
 // others read it.
 func jobPlan(ctx context.Context, store *checkpoint.Store, rd *reader.Reader, cfg *Config, shards int) (*PlanResult, error) {
-	cur, err := latestPlan(ctx, store)
-	if err != nil {
-		return nil, err
-	}
-	gen := 1
-	if cur != nil {
-		states, err := store.LoadAll(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if cur.Job == planFingerprint(cfg) && !planDone(cur.Generation, states, shards) {
-			return usePlan(cur, cfg), nil
-		}
-		// Completed, or made for another job (a resume with --force).
-		gen = cur.Generation + 1
+	cur, gen, err := planInForce(ctx, store, cfg, shards)
+	if err != nil || cur != nil {
+		return cur, err
 	}
 	p, err := Plan(ctx, rd, cfg)
 	if err != nil {
@@ -129,6 +117,25 @@ func jobPlan(ctx context.Context, store *checkpoint.Store, rd *reader.Reader, cf
 	}
 }
 
+// planInForce returns the plan recorded in store that cfg's run must
+// follow (one for this job not yet completed by all shards), or, when
+// there is none, the generation a new plan takes.
+func planInForce(ctx context.Context, store *checkpoint.Store, cfg *Config, shards int) (*PlanResult, int, error) {
+	cur, err := latestPlan(ctx, store)
+	if err != nil || cur == nil {
+		return nil, 1, err
+	}
+	states, err := store.LoadAll(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	if cur.Job == planFingerprint(cfg) && !planDone(cur.Generation, states, shards) {
+		return usePlan(cur, cfg), 0, nil
+	}
+	// Completed, or made for another job (a resume with --force).
+	return nil, cur.Generation + 1, nil
+}
+
 // usePlan returns a recorded plan for cfg, warning when cfg's route flags
 // differ from those the plan was made with (the plan wins: it is the job's).
 func usePlan(rp *RoutePlan, cfg *Config) *PlanResult {
@@ -148,20 +155,14 @@ func previewPlan(ctx context.Context, rd *reader.Reader, cfg *Config, shards int
 	store, err := checkpoint.Open(ctx, cfg.Checkpoint, checkpoint.Options{Logger: cfg.Logger})
 	if err == nil {
 		defer store.Close()
-		cur, err := latestPlan(ctx, store)
+		cur, next, err := planInForce(ctx, store, cfg, shards)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}
 		if cur != nil {
-			states, err := store.LoadAll(ctx)
-			if err != nil {
-				return nil, err
-			}
-			if cur.Job == planFingerprint(cfg) && !planDone(cur.Generation, states, shards) {
-				return usePlan(cur, cfg), nil
-			}
-			gen = cur.Generation + 1
+			return cur, nil
 		}
+		gen = max(next, 1)
 	}
 	p, err := Plan(ctx, rd, cfg)
 	if err != nil {
