@@ -148,25 +148,20 @@ func (j *Journal) SetRecent(f func([]IDSends) []IDSends) {
 func (j *Journal) Sent(lane int, evs []backfill.Event) {
 	// Fingerprints come from the tracker before j.mu is taken: Compact
 	// runs with the tracker's lock held and takes j.mu.
+	// A request of tiny objects names hundreds of them: a map, not a list.
 	fps := j.fps[lane%len(j.fps)].take()
+	last := ""
 	for i := range evs {
 		u := evs[i].Pos.Object
-		if len(fps) > 0 && fps[len(fps)-1].url == u {
+		if u == last {
 			continue
 		}
-		if !slices.ContainsFunc(fps, func(f urlFP) bool { return f.url == u }) {
-			fp, _ := j.t.Fingerprint(u)
-			fps = append(fps, urlFP{u, fp})
+		last = u
+		if _, ok := fps[u]; !ok {
+			fps[u], _ = j.t.Fingerprint(u)
 		}
 	}
-	fpOf := func(u string) string {
-		for _, f := range fps {
-			if f.url == u {
-				return f.fp
-			}
-		}
-		return ""
-	}
+	fpOf := func(u string) string { return fps[u] }
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	recs := j.spare[lane][:0]
@@ -187,26 +182,28 @@ func (j *Journal) Sent(lane int, evs []backfill.Event) {
 	j.fps[lane%len(j.fps)].put(fps)
 }
 
-type urlFP struct{ url, fp string }
-
-// fpScratch is a lane's reusable list of a request's objects.
+// fpScratch is a lane's reusable map of a request's objects to their
+// fingerprints.
 type fpScratch struct {
 	mu sync.Mutex
-	s  []urlFP
+	m  map[string]string
 }
 
-func (f *fpScratch) take() []urlFP {
+func (f *fpScratch) take() map[string]string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	s := f.s[:0]
-	f.s = nil
-	return s
+	m := f.m
+	f.m = nil
+	if m == nil {
+		m = make(map[string]string)
+	}
+	return m
 }
 
-func (f *fpScratch) put(s []urlFP) {
-	clear(s)
+func (f *fpScratch) put(m map[string]string) {
+	clear(m)
 	f.mu.Lock()
-	f.s = s[:0]
+	f.m = m
 	f.mu.Unlock()
 }
 
