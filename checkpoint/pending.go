@@ -12,9 +12,11 @@ package checkpoint
 // Memory is O(records not settled), not O(distance from the oldest one to
 // the newest read): when the queue fills and at most half of it is
 // unsettled (a straggler holds the front while the window moves on) the
-// settled entries are squeezed out in place, so the queue is at most about
-// twice, and its storage four times, the number of unsettled records (at
-// least minPending).
+// settled entries are squeezed out in place; storage grows (2x) only when
+// more than three quarters of it is unsettled and shrinks when less than an
+// eighth is, so it stays within eight times the unsettled records at its
+// last resize (at least minPending), typically under three. An entry is 32 bytes: a job holds one for every record
+// between its reader and its last acknowledgement.
 //
 // A record read at or below the last one queued (only if a reader went back,
 // which the pipeline does not do) goes to the extra map instead.
@@ -88,8 +90,9 @@ func (s *pendingSet) addSlow(r int64, m mark) {
 
 // makeRoom makes room for at least one more entry at the end of the queue:
 // it moves the unsettled entries to the start of the storage, in place if
-// they fill at most half of it, else to storage twice as large (and to
-// smaller storage if they fill less than an eighth).
+// they fill at most three quarters of it (so at least a quarter is freed:
+// O(1) amortised per entry), else to storage twice as large (and to smaller
+// storage if they fill less than an eighth).
 func (s *pendingSet) makeRoom() {
 	c := cap(s.q)
 	var dst []pending
@@ -97,7 +100,7 @@ func (s *pendingSet) makeRoom() {
 	case c == 0:
 		s.q, s.head = make([]pending, 0, 64), 0
 		return
-	case keep > c/2:
+	case keep > c-c/4:
 		dst = make([]pending, 0, max(minPending, 2*c))
 	case keep < c/8 && c > minPending:
 		dst = make([]pending, 0, max(minPending, 4*keep))

@@ -54,7 +54,12 @@ func TestPendingSetMatchesMap(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, 99))
 			var s pendingSet
 			model := map[int64]mark{}
-			markOf := func(r int64) mark { return mark{off: r * 7, line: r + 1, rowGroup: int(r % 3), row: rng.Int64N(1000)} }
+			markOf := func(r int64) mark {
+				if r%3 == 0 {
+					return mark{a: -1 - r%5, b: rng.Int64N(1000)} // Parquet
+				}
+				return mark{a: r * 7, b: r + 1}
+			}
 			var (
 				next    int64
 				window  = 1 + rng.IntN(2500)
@@ -188,8 +193,8 @@ func (tr *refTrack) setResume(r int64, m mark) {
 	if r < o.ResumeRecord || r > o.Watermark {
 		return
 	}
-	o.ResumeRecord, o.ResumeOffset, o.ResumeLine = r, m.off, m.line
-	o.ResumeRowGroup, o.ResumeRow = m.rowGroup, m.row
+	o.ResumeRecord = r
+	m.set(o)
 }
 
 func (tr *refTrack) checkDone() {
@@ -542,5 +547,24 @@ func addRange(rs [][2]int64, x int64) [][2]int64 {
 		return rs
 	default:
 		return slices.Insert(rs, i, [2]int64{x, x + 1})
+	}
+}
+
+// TestMarkRoundTrip checks that a mark keeps what a resume needs of the
+// positions the readers produce: text (offset, line) and Parquet (row
+// group, row, no offset).
+func TestMarkRoundTrip(t *testing.T) {
+	for _, p := range []backfill.Position{
+		{Offset: 0, Line: 1},
+		{Offset: 1 << 40, Line: 1 << 33},
+		{Offset: -1, RowGroup: 0, Row: 0},
+		{Offset: -1, RowGroup: 7, Row: 131071},
+	} {
+		var o Object
+		markOf(p).set(&o)
+		got := backfill.Position{Offset: o.ResumeOffset, Line: o.ResumeLine, RowGroup: o.ResumeRowGroup, Row: o.ResumeRow}
+		if got != p {
+			t.Errorf("markOf(%+v) resumes at %+v", p, got)
+		}
 	}
 }

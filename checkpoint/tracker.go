@@ -66,14 +66,25 @@ type Tracker struct {
 	recs    []int64 // scratch of SettleEvents, reused under mu
 }
 
-type mark struct {
-	off, line int64
-	rowGroup  int
-	row       int64
-}
+// mark is where a record starts, in two words (it is held for every record
+// in flight): a text record's byte offset and line, or, when a < 0, a
+// Parquet record's row group (-1-a) and row.
+type mark struct{ a, b int64 }
 
 func markOf(p backfill.Position) mark {
-	return mark{off: p.Offset, line: p.Line, rowGroup: p.RowGroup, row: p.Row}
+	if p.Offset < 0 {
+		return mark{a: -1 - int64(p.RowGroup), b: p.Row}
+	}
+	return mark{a: p.Offset, b: p.Line}
+}
+
+// set writes m as o's resume position.
+func (m mark) set(o *Object) {
+	if m.a < 0 {
+		o.ResumeOffset, o.ResumeLine, o.ResumeRowGroup, o.ResumeRow = -1, 0, int(-1-m.a), m.b
+		return
+	}
+	o.ResumeOffset, o.ResumeLine, o.ResumeRowGroup, o.ResumeRow = m.a, m.b, 0, 0
 }
 
 // track is an object's progress. obj.Settled is kept in settled while the
@@ -278,8 +289,8 @@ func (tr *track) setResume(r int64, m mark) {
 	if r < o.ResumeRecord || r > o.Watermark {
 		return
 	}
-	o.ResumeRecord, o.ResumeOffset, o.ResumeLine = r, m.off, m.line
-	o.ResumeRowGroup, o.ResumeRow = m.rowGroup, m.row
+	o.ResumeRecord = r
+	m.set(o)
 }
 
 func (tr *track) checkDone() {

@@ -8,13 +8,19 @@ import (
 	"github.com/backfillhq/backfill"
 )
 
-// Request bodies (about 1 MB for 2,000 events) are the uploader's largest
-// allocation, so their buffers are pooled. The HTTP transport may still
-// read a request body after Client.Do returns (it closes the body
-// asynchronously), so a buffer goes back to the pool only once exchange is
-// done with it (after the last retry) and every reader handed to the
-// transport was closed. A reader closed, or created after the buffer went
-// back, reads nothing: a late read can never see another request's bytes.
+// A request body (about 1 MB for 2,000 events) is not built: a plain body
+// is read in place from the encoder's prefix, the events' Raw bytes and its
+// suffix, so a request costs no copy of its events and no megabyte of
+// garbage (it was the largest allocation of a run). The events belong to
+// the caller again once Send returns, while the HTTP transport may still
+// read a body after Client.Do returns (when a server answers before reading
+// all of it); so exchange's release cuts a plain body off: a reader then
+// reads nothing, and a late read can never see bytes the caller reused.
+//
+// A gzip body is compressed into a pooled buffer, which goes back to the
+// pool only once exchange is done with it (after the last retry) and every
+// reader handed to the transport was closed. A reader closed, or created
+// after the buffer went back, reads nothing.
 
 // bodyBufs holds a few free buffers. Not a sync.Pool: buffers put there
 // stay until two collections pass, and with one request in flight per lane
@@ -60,33 +66,63 @@ func putBuf(p *[]byte) {
 }
 
 // reqBody is one request body, shared by exchange and the readers the
-// transport gets (the first one and any GetBody replay). refs counts
-// exchange's own reference and the open readers.
+// transport gets (the first one and any GetBody replay).
 type reqBody struct {
-	mu   sync.Mutex
-	buf  *[]byte // nil once back in the pool
-	n    int     // len(*buf)
+	mu sync.Mutex
+	n  int // length in bytes
+	// A plain body: its parts, nil once exchange released it.
+	src *bodyParts
+	// A gzip body: its pooled buffer, nil once back in the pool; refs
+	// counts exchange's own reference and the open readers.
+	buf  *[]byte
 	refs int
 }
 
-// newReqBody encodes events[idx...] (gzip-compressed when gz) into a pooled
-// buffer. The caller holds one reference and must call release.
-func newReqBody(enc *encoder, events []backfill.Event, idx []int, gz bool) *reqBody {
-	raw := getBuf(enc.size(events, idx))
-	*raw = enc.appendBody(*raw, events, idx)
-	buf := raw
-	if gz {
-		buf = getBuf(len(*raw)/4 + 64)
-		*buf = appendGzip(*buf, *raw)
-		putBuf(raw)
+// bodyParts are the pieces a plain body is read from:
+// prefix, events[idx[0]].Raw, ",", events[idx[1]].Raw, ..., suffix.
+type bodyParts struct {
+	enc    *encoder
+	events []backfill.Event
+	idx    []int
+}
+
+// count is the number of pieces.
+func (p *bodyParts) count() int { return 2 + max(0, 2*len(p.idx)-1) }
+
+// piece returns piece k.
+func (p *bodyParts) piece(k int) []byte {
+	switch j := k - 1; {
+	case k == 0:
+		return p.enc.prefix
+	case k == p.count()-1:
+		return p.enc.suffix
+	case j%2 == 1:
+		return comma
+	default:
+		return p.events[p.idx[j/2]].Raw
 	}
+}
+
+var comma = []byte{','}
+
+// newReqBody makes the body for events[idx...], gzip-compressed into a
+// pooled buffer when gz. events must not change until release. The caller
+// holds one reference and must call release.
+func newReqBody(enc *encoder, events []backfill.Event, idx []int, gz bool) *reqBody {
+	parts := &bodyParts{enc: enc, events: events, idx: idx}
+	n := enc.size(events, idx)
+	if !gz {
+		return &reqBody{src: parts, n: n}
+	}
+	buf := getBuf(n/4 + 64)
+	*buf = appendGzipParts(*buf, parts)
 	return &reqBody{buf: buf, n: len(*buf), refs: 1}
 }
 
 // Len is the body's length in bytes.
 func (b *reqBody) Len() int { return b.n }
 
-// unref drops one reference; b.mu must be held.
+// unref drops one reference to a gzip body's buffer; b.mu must be held.
 func (b *reqBody) unref() {
 	b.refs--
 	if b.refs == 0 && b.buf != nil {
@@ -95,11 +131,16 @@ func (b *reqBody) unref() {
 	}
 }
 
-// release drops the caller's reference.
+// release drops the caller's reference: a plain body is cut off from its
+// events, a gzip body's buffer goes back once its readers are closed.
 func (b *reqBody) release() {
 	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.src != nil {
+		b.src = nil
+		return
+	}
 	b.unref()
-	b.mu.Unlock()
 }
 
 var errBodyGone = errors.New("uploader: request body already released")
@@ -108,11 +149,52 @@ var errBodyGone = errors.New("uploader: request body already released")
 func (b *reqBody) reader() (io.ReadCloser, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.buf == nil {
-		return nil, errBodyGone
+	switch {
+	case b.src != nil:
+		return &partsReader{b: b}, nil
+	case b.buf != nil:
+		b.refs++
+		return &bodyReader{b: b}, nil
 	}
-	b.refs++
-	return &bodyReader{b: b}, nil
+	return nil, errBodyGone
+}
+
+// partsReader reads a plain body from its parts. Each Read copies under the
+// body's lock, so release waits for a copy in progress and none starts
+// after it.
+type partsReader struct {
+	b      *reqBody
+	k, off int // the next byte is piece k's off-th
+	closed bool
+}
+
+func (r *partsReader) Read(p []byte) (int, error) {
+	r.b.mu.Lock()
+	defer r.b.mu.Unlock()
+	src := r.b.src
+	if r.closed || src == nil {
+		return 0, errBodyGone
+	}
+	n := 0
+	for count := src.count(); n < len(p) && r.k < count; {
+		c := copy(p[n:], src.piece(r.k)[r.off:])
+		n += c
+		r.off += c
+		if r.off == len(src.piece(r.k)) {
+			r.k, r.off = r.k+1, 0
+		}
+	}
+	if n == 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+func (r *partsReader) Close() error {
+	r.b.mu.Lock()
+	r.closed = true
+	r.b.mu.Unlock()
+	return nil
 }
 
 type bodyReader struct {

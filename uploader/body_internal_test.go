@@ -15,14 +15,27 @@ import (
 	"github.com/backfillhq/backfill"
 )
 
-func TestReqBodyLifetime(t *testing.T) {
+// readAllGzip returns the decompressed contents of r.
+func readAllGzip(t *testing.T, r io.Reader) string {
+	t.Helper()
+	zr, err := gzip.NewReader(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// A gzip body's pooled buffer outlives exchange's reference while the
+// transport holds readers, and goes back only after the last one closed.
+func TestReqBodyLifetimeGzip(t *testing.T) {
 	enc := newEncoder("k", 0)
 	evs := []backfill.Event{{Raw: []byte(`{"a":1}`)}, {Raw: []byte(`{"b":2}`)}}
 	want := string(enc.appendBody(nil, evs, []int{0, 1}))
-	b := newReqBody(&enc, evs, []int{0, 1}, false)
-	if b.Len() != len(want) {
-		t.Fatalf("Len=%d, want %d", b.Len(), len(want))
-	}
+	b := newReqBody(&enc, evs, []int{0, 1}, true)
 	r1, err := b.reader()
 	if err != nil {
 		t.Fatal(err)
@@ -32,15 +45,17 @@ func TestReqBodyLifetime(t *testing.T) {
 	if b.buf == nil {
 		t.Fatal("buffer pooled while readers are open")
 	}
-	got, err := io.ReadAll(r1)
-	if err != nil || string(got) != want {
-		t.Fatalf("read %q, %v; want %q", got, err, want)
+	if got := readAllGzip(t, r1); got != want {
+		t.Fatalf("read %q; want %q", got, want)
 	}
 	r1.Close()
 	r1.Close() // idempotent
 	var w bytes.Buffer
-	if _, err := r2.(io.WriterTo).WriteTo(&w); err != nil || w.String() != want {
-		t.Fatalf("WriteTo %q, %v", w.String(), err)
+	if _, err := r2.(io.WriterTo).WriteTo(&w); err != nil {
+		t.Fatalf("WriteTo: %v", err)
+	}
+	if got := readAllGzip(t, &w); got != want {
+		t.Fatalf("WriteTo %q; want %q", got, want)
 	}
 	if b.buf == nil {
 		t.Fatal("buffer pooled before the last reader closed")
@@ -57,11 +72,57 @@ func TestReqBodyLifetime(t *testing.T) {
 	}
 }
 
+// A plain body is read in place from the events, in reads of any size, and
+// is cut off from them when exchange releases it: a transport reading late
+// gets an error, never bytes of events the caller has reused.
+func TestReqBodyPlainInPlace(t *testing.T) {
+	for _, minID := range []int{0, 7} {
+		enc := newEncoder("k", minID)
+		evs := []backfill.Event{{Raw: []byte(`{"a":1}`)}, {Raw: []byte(`{"skipped":0}`)}, {Raw: []byte(`{"b":22}`)}, {Raw: []byte(`{"c":333}`)}}
+		for _, idx := range [][]int{nil, {0}, {0, 2, 3}, {3, 0}} {
+			want := string(enc.appendBody(nil, evs, idx))
+			for _, chunk := range []int{1, 3, 8, 4096} {
+				b := newReqBody(&enc, evs, idx, false)
+				if b.Len() != len(want) {
+					t.Fatalf("Len=%d, want %d", b.Len(), len(want))
+				}
+				r, err := b.reader()
+				if err != nil {
+					t.Fatal(err)
+				}
+				var got []byte
+				p := make([]byte, chunk)
+				for {
+					n, err := r.Read(p)
+					got = append(got, p[:n]...)
+					if err == io.EOF {
+						break
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+				}
+				if string(got) != want {
+					t.Fatalf("idx %v, reads of %d: %q, want %q", idx, chunk, got, want)
+				}
+				late, _ := b.reader() // a replay the transport has not read yet
+				b.release()
+				if n, err := late.Read(p); n != 0 || err == nil {
+					t.Fatalf("read after release: %d, %v", n, err)
+				}
+				if _, err := b.reader(); err == nil {
+					t.Fatal("reader of a released body")
+				}
+			}
+		}
+	}
+}
+
 // A Close racing a WriteTo in progress must not pool the buffer under it.
 func TestReqBodyWriteToPins(t *testing.T) {
 	enc := newEncoder("k", 0)
 	evs := []backfill.Event{{Raw: bytes.Repeat([]byte("x"), 1000)}}
-	b := newReqBody(&enc, evs, []int{0}, false)
+	b := newReqBody(&enc, evs, []int{0}, true)
 	r, _ := b.reader()
 	b.release()
 	w := &closingWriter{close: func() { r.Close() }, b: b}

@@ -70,12 +70,14 @@ var gzipWriters = sync.Pool{New: func() any {
 	return w
 }}
 
-// appendGzip appends b gzip-compressed to dst.
-func appendGzip(dst, b []byte) []byte {
+// appendGzipParts appends the body of parts gzip-compressed to dst.
+func appendGzipParts(dst []byte, parts *bodyParts) []byte {
 	buf := bytes.NewBuffer(dst)
 	w := gzipWriters.Get().(*gzip.Writer)
 	w.Reset(buf)
-	_, _ = w.Write(b) // writes to a bytes.Buffer cannot fail
+	for k := range parts.count() {
+		_, _ = w.Write(parts.piece(k)) // writes to a bytes.Buffer cannot fail
+	}
 	_ = w.Close()
 	w.Reset(nil)
 	gzipWriters.Put(w)
