@@ -14,7 +14,7 @@ const (
 	DefaultMaxBytes       = 19 << 20            // under Batch's 20,000,000-byte limit, with margin
 	DefaultOverhead       = 512                 // body bytes outside the events: api_key, options
 	DefaultLinger         = 200 * time.Millisecond
-	DefaultMaxQueued      = 4000    // events held in memory per lane: two full requests
+	DefaultMaxQueued      = 2500    // events held in memory per lane: a request and a quarter (more only adds GC work)
 	DefaultMaxQueuedBytes = 4 << 20 // bytes held in memory per lane
 )
 
