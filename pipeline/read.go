@@ -69,12 +69,17 @@ func (r *run) objectStat(url string, f func(*ObjectStat)) {
 // recording their order (ordered).
 func (r *run) readAll(ctx context.Context, jobs, ordered chan<- *mapJob) error {
 	route := backfill.RouteBatch
+	fill := &jobFill{jobs: jobs, ordered: ordered}
+	defer fill.release()
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		obj, err := r.deps.Objects.Next(ctx)
 		if err == io.EOF {
+			if err := fill.flush(ctx); err != nil {
+				return err
+			}
 			r.mu.Lock()
 			r.listed = true
 			r.mu.Unlock()
@@ -87,19 +92,83 @@ func (r *run) readAll(ctx context.Context, jobs, ordered chan<- *mapJob) error {
 		if obj.Route == backfill.RouteHTTP && route != backfill.RouteHTTP {
 			// Tail partitions go after everything sent through /batch.
 			route = backfill.RouteHTTP
+			if err := fill.flush(ctx); err != nil {
+				return err
+			}
 			j := &mapJob{barrier: true, done: make(chan struct{})}
 			close(j.done)
 			if err := send(ctx, ordered, j); err != nil {
 				return err
 			}
 		}
-		if err := r.readObject(ctx, obj, jobs, ordered); err != nil {
+		if err := r.readObject(ctx, obj, fill); err != nil {
+			return err
+		}
+		if err := fill.objectDone(ctx); err != nil {
 			return err
 		}
 	}
 }
 
-func (r *run) readObject(ctx context.Context, obj Object, jobs, ordered chan<- *mapJob) error {
+// jobFill fills map jobs with records, across objects: a bucket of tiny
+// objects would otherwise cost a job per object (two channel hand-offs and
+// the wake-ups of a map worker and of the dispatcher for ten records). A job
+// is sent when full, before a route barrier, at the end of the listing, and
+// at the end of an object once it has waited maxJobWait, so records of an
+// object are not held while the next ones are slow to open.
+type jobFill struct {
+	job           *mapJob
+	since         time.Time // when job's first record was added
+	jobs, ordered chan<- *mapJob
+}
+
+// maxJobWait bounds how long read records wait in a job that is not full
+// while objects are opened.
+const maxJobWait = 50 * time.Millisecond
+
+func (f *jobFill) add(ctx context.Context, rec backfill.Record) error {
+	if f.job == nil {
+		f.job = newMapJob()
+	}
+	if len(f.job.recs) == 0 {
+		f.since = time.Now()
+	}
+	f.job.recs = append(f.job.recs, rec)
+	if len(f.job.recs) == mapBatch {
+		return f.flush(ctx)
+	}
+	return nil
+}
+
+// flush sends the job, if it holds records.
+func (f *jobFill) flush(ctx context.Context) error {
+	if f.job == nil || len(f.job.recs) == 0 {
+		return nil
+	}
+	j := f.job
+	f.job = nil
+	if err := send(ctx, f.ordered, j); err != nil {
+		return err
+	}
+	return send(ctx, f.jobs, j)
+}
+
+// objectDone flushes a job that has waited long enough.
+func (f *jobFill) objectDone(ctx context.Context) error {
+	if f.job != nil && len(f.job.recs) > 0 && time.Since(f.since) >= maxJobWait {
+		return f.flush(ctx)
+	}
+	return nil
+}
+
+func (f *jobFill) release() {
+	if f.job != nil {
+		releaseMapJob(f.job)
+		f.job = nil
+	}
+}
+
+func (r *run) readObject(ctx context.Context, obj Object, fill *jobFill) error {
 	tr := r.deps.Tracker
 	if old, ok := tr.Fingerprint(obj.URL); ok && !r.cfg.Reprocess && old != "" && obj.Fingerprint != "" && old != obj.Fingerprint {
 		err := fmt.Errorf("changed since it was checkpointed (was %s, now %s); left alone so old and new content are not mixed: rerun with --force to send it again from its first record (events already sent keep their insert_ids, so Amplitude drops them as duplicates within 7 days)", old, obj.Fingerprint)
@@ -161,26 +230,9 @@ func (r *run) readObject(ctx context.Context, obj Object, jobs, ordered chan<- *
 	}
 
 	var (
-		job     = newMapJob()
 		records int64
 		total   int64 = -1
 	)
-	defer func() {
-		if job != nil {
-			releaseMapJob(job)
-		}
-	}()
-	flush := func() error {
-		if len(job.recs) == 0 {
-			return nil
-		}
-		j := job
-		job = newMapJob()
-		if err := send(ctx, ordered, j); err != nil {
-			return err
-		}
-		return send(ctx, jobs, j)
-	}
 	for {
 		rec, err := dec.Next(ctx)
 		if err == io.EOF {
@@ -210,7 +262,7 @@ func (r *run) readObject(ctx context.Context, obj Object, jobs, ordered chan<- *
 		case ctx.Err() != nil:
 			return ctx.Err()
 		default:
-			if ferr := flush(); ferr != nil {
+			if ferr := fill.flush(ctx); ferr != nil {
 				return ferr
 			}
 			r.objectStat(obj.URL, func(s *ObjectStat) { s.Records = records })
@@ -222,15 +274,9 @@ func (r *run) readObject(ctx context.Context, obj Object, jobs, ordered chan<- *
 		}
 		records++
 		r.stats.Read.Add(1)
-		job.recs = append(job.recs, rec)
-		if len(job.recs) == mapBatch {
-			if err := flush(); err != nil {
-				return err
-			}
+		if err := fill.add(ctx, rec); err != nil {
+			return err
 		}
-	}
-	if err := flush(); err != nil {
-		return err
 	}
 	if total < 0 {
 		total = start.Resume.Record
