@@ -419,3 +419,74 @@ func TestRunOneRequestInFlightPerLane(t *testing.T) {
 	}
 	checkOrder(t, snd.got)
 }
+
+// gatedLister opens its objects only once `want` opens are in progress at
+// the same time: a reader that opened objects one at a time (one storage
+// round trip each, in a row) never gets past the first.
+type gatedLister struct {
+	lister
+	want    int
+	mu      sync.Mutex
+	started int
+	gate    chan struct{}
+}
+
+func (l *gatedLister) Next(ctx context.Context) (pipeline.Object, error) {
+	obj, err := l.lister.Next(ctx)
+	if err != nil {
+		return obj, err
+	}
+	open := obj.Open
+	obj.Open = func(ctx context.Context, start backfill.Position) (pipeline.Decoder, error) {
+		l.mu.Lock()
+		l.started++
+		if l.started == l.want {
+			close(l.gate)
+		}
+		l.mu.Unlock()
+		select {
+		case <-l.gate:
+			return open(ctx, start)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return obj, nil
+}
+
+func TestObjectsOpenedAhead(t *testing.T) {
+	var objs []source
+	for i := range 40 {
+		objs = append(objs, source{url: fmt.Sprintf("s3://b/part-%02d", i), recs: []string{"d1:a", "d2:b", fmt.Sprintf("d%d:c", i)}})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	snd := &sender{throttle: map[string]int{}}
+	h := &harness{tracker: checkpoint.NewTracker(nil), dl: &memDL{}, snd: snd}
+	deps := pipeline.Deps{
+		Objects: &gatedLister{lister: lister{objs: objs}, want: 8, gate: make(chan struct{})},
+		Mapper:  mapper{}, Sender: snd, Tracker: h.tracker, DeadLetter: h.dl,
+		Save: func(context.Context) error { return nil },
+	}
+	st, err := pipeline.Run(ctx, ctx, pipeline.Config{Linger: time.Millisecond, SpillDir: t.TempDir()}, deps, nil)
+	if err != nil {
+		t.Fatalf("Run: %v (objects opened one at a time?)", err)
+	}
+	if len(snd.got) != 3*len(objs) {
+		t.Fatalf("accepted %d events, want %d", len(snd.got), 3*len(objs))
+	}
+	// Objects are still read in listing order: each device's events arrive
+	// in the order of their objects.
+	last := map[string]string{}
+	for _, e := range snd.got {
+		if e.Pos.Object < last[e.DeviceID] {
+			t.Fatalf("device %s: %s after %s", e.DeviceID, e.Pos.Object, last[e.DeviceID])
+		}
+		last[e.DeviceID] = e.Pos.Object
+	}
+	for i, o := range st {
+		if o.URL != objs[i].url {
+			t.Fatalf("object %d in the stats is %s, want %s", i, o.URL, objs[i].url)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/backfillhq/backfill"
 	"github.com/backfillhq/backfill/checkpoint"
 	"github.com/backfillhq/backfill/deadletter"
+	"golang.org/x/sync/semaphore"
 )
 
 type mapJob struct {
@@ -64,10 +65,95 @@ func (r *run) objectStat(url string, f func(*ObjectStat)) {
 	f(&r.objects[i])
 }
 
-// readAll walks the objects in order, registering every record with the
-// tracker and handing batches of records to the map workers (jobs) while
-// recording their order (ordered).
-func (r *run) readAll(ctx context.Context, jobs, ordered chan<- *mapJob) error {
+// opened is an object listed, checked against its checkpoint, begun and
+// opened by openAll, ahead of the reader: the part of reading an object that
+// waits on storage (a GET per object on a bucket). readAll does everything
+// else with it, in listing order.
+type opened struct {
+	obj     Object
+	listErr error  // the listing failed here (nothing else is set)
+	old     string // the checkpointed fingerprint, when it differs (not begun)
+	start   checkpoint.Start
+	ready   chan struct{} // closed once dec and openErr are set
+	dec     Decoder
+	openErr error
+	weight  int64 // held in the opener's semaphore until the object is read
+}
+
+// Read-ahead bounds: at most openAhead objects are opened and waiting, and
+// at most openAheadBytes of them by listed size (an object at least that
+// large is opened only once the reader is done with the others), so that a
+// bucket of small objects is not read one storage round trip at a time,
+// while large objects, whose reading hides the next open, hold nothing
+// extra.
+const (
+	openAhead      = 16
+	openAheadBytes = 8 << 20
+)
+
+// openAll lists the objects and prepares each in order (see opened),
+// handing them to readAll through out, until the listing ends or ctx does.
+// Objects are opened concurrently (up to openAhead at once, each in its own
+// goroutine, which openAll waits for before it returns): on a bucket an
+// open is a round trip.
+func (r *run) openAll(ctx context.Context, sem *semaphore.Weighted, out chan<- *opened) {
+	tr := r.deps.Tracker
+	var opening sync.WaitGroup
+	defer opening.Wait()
+	for ctx.Err() == nil {
+		obj, err := r.deps.Objects.Next(ctx)
+		if err == io.EOF {
+			return
+		}
+		if err != nil {
+			_ = send(ctx, out, &opened{listErr: err})
+			return
+		}
+		p := &opened{obj: obj, ready: make(chan struct{})}
+		if old, ok := tr.Fingerprint(obj.URL); ok && !r.cfg.Reprocess && old != "" && obj.Fingerprint != "" && old != obj.Fingerprint {
+			p.old = old
+		} else {
+			p.weight = min(max(obj.Size, 1), openAheadBytes)
+			if sem.Acquire(ctx, p.weight) != nil {
+				return
+			}
+			p.start = tr.Begin(obj.URL, obj.Fingerprint)
+		}
+		if p.old == "" && !p.start.Done {
+			opening.Go(func() {
+				defer close(p.ready)
+				p.dec, p.openErr = obj.Open(ctx, p.start.Resume)
+			})
+		} else {
+			close(p.ready)
+		}
+		if send(ctx, out, p) != nil {
+			p.close(sem)
+			return
+		}
+	}
+}
+
+// close releases what p holds once it is read (or abandoned), after its
+// open ended.
+func (p *opened) close(sem *semaphore.Weighted) {
+	if p.ready != nil {
+		<-p.ready
+	}
+	if p.dec != nil {
+		p.dec.Close()
+		p.dec = nil
+	}
+	if p.weight > 0 {
+		sem.Release(p.weight)
+		p.weight = 0
+	}
+}
+
+// readAll reads the objects openAll prepared, in order, registering every
+// record with the tracker and handing batches of records to the map workers
+// (jobs) while recording their order (ordered).
+func (r *run) readAll(ctx context.Context, sem *semaphore.Weighted, in <-chan *opened, jobs, ordered chan<- *mapJob) error {
 	route := backfill.RouteBatch
 	fill := &jobFill{jobs: jobs, ordered: ordered}
 	defer fill.release()
@@ -75,8 +161,16 @@ func (r *run) readAll(ctx context.Context, jobs, ordered chan<- *mapJob) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		obj, err := r.deps.Objects.Next(ctx)
-		if err == io.EOF {
+		var p *opened
+		select {
+		case p = <-in:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if p == nil { // the listing ended
+			if err := ctx.Err(); err != nil {
+				return err // openAll stopped early
+			}
 			if err := fill.flush(ctx); err != nil {
 				return err
 			}
@@ -85,23 +179,28 @@ func (r *run) readAll(ctx context.Context, jobs, ordered chan<- *mapJob) error {
 			r.mu.Unlock()
 			return nil
 		}
-		if err != nil {
-			return fmt.Errorf("list sources: %w", err)
+		if p.listErr != nil {
+			return fmt.Errorf("list sources: %w", p.listErr)
 		}
+		obj := p.obj
 		r.stats.ObjectsListed.Add(1)
 		if obj.Route == backfill.RouteHTTP && route != backfill.RouteHTTP {
 			// Tail partitions go after everything sent through /batch.
 			route = backfill.RouteHTTP
 			if err := fill.flush(ctx); err != nil {
+				p.close(sem)
 				return err
 			}
 			j := &mapJob{barrier: true, done: make(chan struct{})}
 			close(j.done)
 			if err := send(ctx, ordered, j); err != nil {
+				p.close(sem)
 				return err
 			}
 		}
-		if err := r.readObject(ctx, obj, fill); err != nil {
+		err := r.readObject(ctx, p, fill)
+		p.close(sem)
+		if err != nil {
 			return err
 		}
 		if err := fill.objectDone(ctx); err != nil {
@@ -168,10 +267,11 @@ func (f *jobFill) release() {
 	}
 }
 
-func (r *run) readObject(ctx context.Context, obj Object, fill *jobFill) error {
+func (r *run) readObject(ctx context.Context, p *opened, fill *jobFill) error {
 	tr := r.deps.Tracker
-	if old, ok := tr.Fingerprint(obj.URL); ok && !r.cfg.Reprocess && old != "" && obj.Fingerprint != "" && old != obj.Fingerprint {
-		err := fmt.Errorf("changed since it was checkpointed (was %s, now %s); left alone so old and new content are not mixed: rerun with --force to send it again from its first record (events already sent keep their insert_ids, so Amplitude drops them as duplicates within 7 days)", old, obj.Fingerprint)
+	obj, start := p.obj, p.start
+	if p.old != "" {
+		err := fmt.Errorf("changed since it was checkpointed (was %s, now %s); left alone so old and new content are not mixed: rerun with --force to send it again from its first record (events already sent keep their insert_ids, so Amplitude drops them as duplicates within 7 days)", p.old, obj.Fingerprint)
 		r.mu.Lock()
 		r.objIdx[obj.URL] = len(r.objects)
 		r.objects = append(r.objects, ObjectStat{URL: obj.URL, Route: obj.Route, Err: err.Error(), Started: time.Now(), Finished: time.Now()})
@@ -182,10 +282,9 @@ func (r *run) readObject(ctx context.Context, obj Object, fill *jobFill) error {
 		if r.cfg.FailFast { // returned, so not logged: the caller reports it
 			return fmt.Errorf("%s: %w", obj.URL, err)
 		}
-		r.log.Error("object changed since it was checkpointed", "object", obj.URL, "was", old, "now", obj.Fingerprint)
+		r.log.Error("object changed since it was checkpointed", "object", obj.URL, "was", p.old, "now", obj.Fingerprint)
 		return nil
 	}
-	start := tr.Begin(obj.URL, obj.Fingerprint)
 	r.mu.Lock()
 	r.objIdx[obj.URL] = len(r.objects)
 	r.objects = append(r.objects, ObjectStat{URL: obj.URL, Route: obj.Route, Skipped: start.Done, Changed: start.Changed, Started: time.Now()})
@@ -217,14 +316,18 @@ func (r *run) readObject(ctx context.Context, obj Object, fill *jobFill) error {
 		r.log.Error("object failed", "object", obj.URL, "err", msg)
 		return nil
 	}
-	dec, err := obj.Open(ctx, start.Resume)
+	select {
+	case <-p.ready:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	dec, err := p.dec, p.openErr
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		return fail(err)
 	}
-	defer dec.Close()
 	if bc, ok := dec.(byteCounter); ok {
 		r.stats.cur.Store(&bc)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/backfillhq/backfill/amplitude"
 	"github.com/backfillhq/backfill/chunker"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/sync/semaphore"
 )
 
 type run struct {
@@ -107,10 +108,24 @@ func (r *run) run(hard, soft context.Context) ([]ObjectStat, error) {
 	jobs := make(chan *mapJob, cfg.MapWorkers*2)
 	ordered := make(chan *mapJob, cfg.MapWorkers*4)
 	var readErr error
+	// The opener lists and opens objects ahead of the reader (see opened).
+	openCtx, stopOpen := context.WithCancel(readCtx)
+	defer stopOpen()
+	openSem := semaphore.NewWeighted(openAheadBytes)
+	prepared := make(chan *opened, openAhead)
+	g.Go(func() error {
+		defer close(prepared)
+		r.openAll(openCtx, openSem, prepared)
+		return nil
+	})
 	g.Go(func() error {
 		defer close(jobs)
 		defer close(ordered)
-		readErr = r.readAll(readCtx, jobs, ordered)
+		readErr = r.readAll(readCtx, openSem, prepared, jobs, ordered)
+		stopOpen()
+		for p := range prepared { // opened ahead, not read
+			p.close(openSem)
+		}
 		if readErr != nil && !errors.Is(readErr, context.Canceled) {
 			return readErr
 		}
