@@ -14,7 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"syscall"
@@ -24,6 +23,7 @@ import (
 	"github.com/backfillhq/backfill/emulator"
 	"github.com/backfillhq/backfill/fixtures/fixturegen"
 	"github.com/backfillhq/backfill/internal/storagesrv"
+	"github.com/backfillhq/backfill/internal/testutil"
 )
 
 const apiKey = "storage-e2e-key-0123456789"
@@ -47,14 +47,8 @@ func testMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmp)
 	binPath = filepath.Join(tmp, "backfill")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		gobin = "go"
-	}
-	build := exec.Command(gobin, "build", "-o", binPath, "github.com/backfillhq/backfill/cmd/backfill")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "storagee2e: go build: %v\n%s", err, out)
+	if err := testutil.BuildBackfill(binPath); err != nil {
+		fmt.Fprintln(os.Stderr, "storagee2e:", err)
 		return 1
 	}
 	return m.Run()

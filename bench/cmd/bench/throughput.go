@@ -14,7 +14,7 @@ import (
 
 // genVersion names the dataset generation; bump it when the generator
 // changes so that cached files are regenerated.
-const genVersion = "v1"
+const genVersion = "v2"
 
 type throughput struct {
 	common
