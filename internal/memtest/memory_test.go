@@ -331,8 +331,9 @@ func TestSkewedSpill(t *testing.T) {
 		// progress, reading or sending nothing for skewStall.
 		hard, cancel := context.WithCancel(context.Background())
 		var (
-			rep *job.Report
-			err error
+			rep     *job.Report
+			err     error
+			longest time.Duration // without progress
 		)
 		start := time.Now()
 		peaks[i] = sample(spillDir, func() {
@@ -346,6 +347,7 @@ func TestSkewedSpill(t *testing.T) {
 			defer tick.Stop()
 			var last [2]int64
 			moved := time.Now()
+			defer func() { t.Logf("longest time without progress: %v", longest.Round(time.Millisecond)) }()
 			for {
 				select {
 				case <-done:
@@ -357,9 +359,9 @@ func TestSkewedSpill(t *testing.T) {
 						<-done
 						return
 					}
-					if now != last {
+					if still := time.Since(moved); now != last {
 						last, moved = now, time.Now()
-					} else if time.Since(moved) > skewStall {
+					} else if longest = max(longest, still); still > skewStall {
 						t.Errorf("%d hot events: no progress for %v (read %d of %d, accepted %d of %d)",
 							hot, skewStall, now[0], total, now[1], sendable)
 						cancel()
