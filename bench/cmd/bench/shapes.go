@@ -258,11 +258,7 @@ func (s *shapes) run() error {
 	res.Seconds = time.Since(start).Seconds()
 	res.DriverRSS, res.LoadEnd = selfPeakRSS(), describeMachine().LoadAvg
 	md := res.markdown()
-	if err := saveResults(s.dir, "shapes", res, md); err != nil {
-		return err
-	}
-	fmt.Println(md)
-	return updateMarkdown(s.md, "shapes", md)
+	return s.publish("shapes", res, md)
 }
 
 func dirBytes(path string) int64 {

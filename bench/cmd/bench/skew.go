@@ -75,11 +75,7 @@ func (s *skew) run() error {
 		}
 	}
 	md := res.markdown()
-	if err := saveResults(s.dir, "skew", res, md); err != nil {
-		return err
-	}
-	fmt.Println(md)
-	return updateMarkdown(s.md, "skew", md)
+	return s.publish("skew", res, md)
 }
 
 func (r skewResults) markdown() string {
