@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/backfillhq/backfill"
 	"github.com/backfillhq/backfill/amplitude"
 )
 
@@ -142,7 +143,7 @@ func New(opts Options) (*Limiter, error) {
 		l.now = time.Now
 	}
 	if l.sleep == nil {
-		l.sleep = sleepCtx
+		l.sleep = backfill.Sleep
 	}
 	if l.maxEvents == 0 {
 		l.maxEvents = DefaultMaxEvents
@@ -496,16 +497,5 @@ func (w *window) answered(id uint64, now time.Time) {
 			e.until = now.Add(w.span)
 			return
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/backfillhq/backfill"
 	"github.com/backfillhq/backfill/amplitude"
 )
 
@@ -185,7 +186,7 @@ func (c Config) resolve() (limits, error) {
 		l.now = time.Now
 	}
 	if l.sleep == nil {
-		l.sleep = sleepCtx
+		l.sleep = backfill.Sleep
 	}
 	if l.logger == nil {
 		l.logger = slog.Default()
@@ -235,15 +236,4 @@ func (c Config) resolve() (limits, error) {
 		}
 	}
 	return l, nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -1,7 +1,6 @@
 package uploader
 
 import (
-	"context"
 	"math/rand/v2"
 	"time"
 )
@@ -26,18 +25,4 @@ func backoffBound(attempt int) time.Duration {
 		b *= 2
 	}
 	return min(b, DefaultBackoffCap)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/backfillhq/backfill"
 	"github.com/backfillhq/backfill/amplitude"
 	"github.com/backfillhq/backfill/ceiling"
 	"github.com/backfillhq/backfill/internal/location"
@@ -181,7 +182,7 @@ func New(opts Options) (*Client, error) {
 		c.backoff = DefaultBackoff
 	}
 	if c.sleep == nil {
-		c.sleep = sleepCtx
+		c.sleep = backfill.Sleep
 	}
 	if c.pause == 0 {
 		c.pause = DefaultThrottlePause

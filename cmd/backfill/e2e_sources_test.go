@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"testing"
 
@@ -21,16 +20,6 @@ import (
 
 	"github.com/backfillhq/backfill/internal/testutil"
 )
-
-// csvTypesFlag is --csv-types for the fixtures (fixturegen.CSVColumnTypes).
-func csvTypesFlag() string {
-	var kv []string
-	for k, v := range fixturegen.CSVColumnTypes {
-		kv = append(kv, k+":"+v)
-	}
-	sort.Strings(kv)
-	return strings.Join(kv, ",")
-}
 
 // fixtureWant returns the events fixturegen writes for seed, expected from
 // object.
@@ -128,7 +117,7 @@ func TestE2ELocalSources(t *testing.T) {
 			t.Parallel()
 			e := startEmulator(t, emulator.Config{})
 			w := newWorkDir(t)
-			res := runMain(t, append(w.runArgs(e, "--api-key", e2eKey, "--csv-types", csvTypesFlag()), tt.source)...)
+			res := runMain(t, append(w.runArgs(e, "--api-key", e2eKey, "--csv-types", fixturegen.CSVColumnTypesFlag()), tt.source)...)
 			if res.code != ExitOK {
 				t.Fatalf("exit code %d\n%s", res.code, res)
 			}
@@ -190,7 +179,7 @@ func runBucket(t *testing.T, seeds map[string]int64, base, query string) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := startEmulator(t, emulator.Config{})
 			w := newWorkDir(t)
-			res := runMain(t, append(w.runArgs(e, "--api-key", e2eKey, "--csv-types", csvTypesFlag()), tt.source)...)
+			res := runMain(t, append(w.runArgs(e, "--api-key", e2eKey, "--csv-types", fixturegen.CSVColumnTypesFlag()), tt.source)...)
 			if res.code != ExitOK {
 				t.Fatalf("exit code %d\n%s", res.code, res)
 			}

@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -55,14 +54,8 @@ func testMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmp)
 	binPath = filepath.Join(tmp, "backfill")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		gobin = "go"
-	}
-	build := exec.Command(gobin, "build", "-o", binPath, "github.com/backfillhq/backfill/cmd/backfill")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "crashtest: go build: %v\n%s", err, out)
+	if err := testutil.BuildBackfill(binPath); err != nil {
+		fmt.Fprintln(os.Stderr, "crashtest:", err)
 		return 1
 	}
 	dir := filepath.Join(tmp, "input")

@@ -258,6 +258,10 @@ const (
 	// chunker.DefaultMaxQueued, 20,000 events, and the inputs would have
 	// to be larger).
 	hotEventPad = 3000
+	// skewStall is how long the skewed run may read and send nothing
+	// before it counts as stuck: until it has sent what the pace allows,
+	// it waits for the clock for less than one 30 s window at a time.
+	skewStall = 2 * time.Minute
 )
 
 // writeSkewed writes 2*hot JSON lines alternating the hot device (padded
@@ -322,10 +326,14 @@ func TestSkewedSpill(t *testing.T) {
 
 		goroutines := runtime.NumGoroutine()
 		soft, stop := context.WithCancel(context.Background())
-		hard, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		// No deadline on the whole run (its length is CPU time, which a
+		// loaded machine stretches): the run fails when it stops making
+		// progress, reading or sending nothing for skewStall.
+		hard, cancel := context.WithCancel(context.Background())
 		var (
-			rep *job.Report
-			err error
+			rep     *job.Report
+			err     error
+			longest time.Duration // without progress
 		)
 		start := time.Now()
 		peaks[i] = sample(spillDir, func() {
@@ -337,13 +345,26 @@ func TestSkewedSpill(t *testing.T) {
 			// Stop once everything the pace allows was sent.
 			tick := time.NewTicker(10 * time.Millisecond)
 			defer tick.Stop()
+			var last [2]int64
+			moved := time.Now()
+			defer func() { t.Logf("longest time without progress: %v", longest.Round(time.Millisecond)) }()
 			for {
 				select {
 				case <-done:
 					return
 				case <-tick.C:
-					if cfg.Stats.Read.Load() == total && cfg.Stats.Accepted.Load() >= sendable {
+					now := [2]int64{cfg.Stats.Read.Load(), cfg.Stats.Accepted.Load()}
+					if now[0] == total && now[1] >= sendable {
 						stop()
+						<-done
+						return
+					}
+					if still := time.Since(moved); now != last {
+						last, moved = now, time.Now()
+					} else if longest = max(longest, still); still > skewStall {
+						t.Errorf("%d hot events: no progress for %v (read %d of %d, accepted %d of %d)",
+							hot, skewStall, now[0], total, now[1], sendable)
+						cancel()
 						<-done
 						return
 					}

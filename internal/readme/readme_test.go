@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -55,15 +54,7 @@ func TestMain(m *testing.M) {
 func buildBinary(t *testing.T) {
 	t.Helper()
 	buildOnce.Do(func() {
-		gobin, err := exec.LookPath("go")
-		if err != nil {
-			gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		cmd := exec.Command(gobin, "build", "-o", filepath.Join(binDir, "backfill"), "github.com/backfillhq/backfill/cmd/backfill")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		buildErr = testutil.BuildBackfill(filepath.Join(binDir, "backfill"))
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)

@@ -5,13 +5,13 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -39,26 +39,29 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
+	// Build before any test starts its children's deadlines: under load the
+	// build alone can take longer than a child's minute (TestManifestArgs,
+	// the first to run one, used to fail with "start run: context deadline
+	// exceeded" while the binary was still being built). -short runs need
+	// no binary; a benchmark run builds on first use.
+	flag.Parse()
+	if !testing.Short() {
+		buildOnce.Do(build)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
-// backfillBin builds the real binary once and returns its path.
+func build() {
+	binPath = filepath.Join(binDir, "backfill")
+	buildErr = testutil.BuildBackfill(binPath)
+}
+
+// backfillBin returns the real binary's path, built once.
 func backfillBin(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		gobin, err := exec.LookPath("go")
-		if err != nil {
-			gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		binPath = filepath.Join(binDir, "backfill")
-		cmd := exec.Command(gobin, "build", "-o", binPath, "github.com/backfillhq/backfill/cmd/backfill")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
+	buildOnce.Do(build)
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}

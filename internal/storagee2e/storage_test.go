@@ -14,8 +14,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -24,6 +22,7 @@ import (
 	"github.com/backfillhq/backfill/emulator"
 	"github.com/backfillhq/backfill/fixtures/fixturegen"
 	"github.com/backfillhq/backfill/internal/storagesrv"
+	"github.com/backfillhq/backfill/internal/testutil"
 )
 
 const apiKey = "storage-e2e-key-0123456789"
@@ -47,14 +46,8 @@ func testMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmp)
 	binPath = filepath.Join(tmp, "backfill")
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(gobin); err != nil {
-		gobin = "go"
-	}
-	build := exec.Command(gobin, "build", "-o", binPath, "github.com/backfillhq/backfill/cmd/backfill")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "storagee2e: go build: %v\n%s", err, out)
+	if err := testutil.BuildBackfill(binPath); err != nil {
+		fmt.Fprintln(os.Stderr, "storagee2e:", err)
 		return 1
 	}
 	return m.Run()
@@ -237,7 +230,7 @@ func (j *job) cmd(sources ...string) *exec.Cmd {
 		"--report", j.report(), "--dead-letter", filepath.Join(j.dir, "dead-letter.jsonl"),
 		"--progress", "none", "--linger", "20ms", "--route", "batch", "--batch-size", "50", "--lanes", "2",
 		"--checkpoint-every", "1s", "--lock-ttl", "3s", "--lock-wait", "30s", "--log-level", "warn",
-		"--csv-types", csvTypes()}
+		"--csv-types", fixturegen.CSVColumnTypesFlag()}
 	c := exec.Command(binPath, append(args, sources...)...)
 	c.Env = append(cleanEnv(), j.env...)
 	c.Env = append(c.Env, "AMPLITUDE_API_KEY="+apiKey)
@@ -270,13 +263,8 @@ func wait(c *exec.Cmd, out, errb *bytes.Buffer) result {
 // run runs sources to the end.
 func (j *job) run(sources ...string) result {
 	j.t.Helper()
-	c := j.cmd(sources...)
-	var out, errb bytes.Buffer
-	c.Stdout, c.Stderr = &out, &errb
-	if err := c.Start(); err != nil {
-		j.t.Fatal(err)
-	}
-	return wait(c, &out, &errb)
+	_, wait, _ := j.start(sources...)
+	return wait()
 }
 
 // start starts a run and returns it, a function waiting for its end, and
@@ -346,15 +334,6 @@ func (j *job) readReport() report {
 		j.t.Errorf("report: read %d != accepted %d + rejected %d", r.EventsRead, r.EventsAccepted, r.EventsRejected)
 	}
 	return r
-}
-
-func csvTypes() string {
-	var kv []string
-	for k, v := range fixturegen.CSVColumnTypes {
-		kv = append(kv, k+":"+v)
-	}
-	sort.Strings(kv)
-	return strings.Join(kv, ",")
 }
 
 // cleanEnv is the test's environment without any cloud credential or

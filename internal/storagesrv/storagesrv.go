@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -314,36 +315,13 @@ func (s *Server) CreateBucket(ctx context.Context, bucket string) error {
 	var err error
 	switch s.Kind {
 	case S3:
-		c := s3.New(s3.Options{
-			Region:       "us-east-1",
-			BaseEndpoint: aws.String(s.Endpoint),
-			UsePathStyle: true,
-			Credentials:  credentials.NewStaticCredentialsProvider(S3AccessKey, S3SecretKey, ""),
-		})
-		_, err = c.CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)})
+		_, err = s.s3Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(bucket)})
 	case GCS:
-		var req *http.Request
-		req, err = http.NewRequestWithContext(ctx, http.MethodPost, s.Endpoint+"/storage/v1/b?project=test",
+		err = s.gcsPost(ctx, s.Endpoint+"/storage/v1/b?project=test", "application/json",
 			strings.NewReader(`{"name":"`+bucket+`"}`))
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		var resp *http.Response
-		if resp, err = http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode/100 != 2 {
-				err = errors.New(resp.Status)
-			}
-		}
 	default:
-		var cred *azblob.SharedKeyCredential
-		if cred, err = azblob.NewSharedKeyCredential(AzureAccount, AzureKey); err != nil {
-			return err
-		}
 		var c *container.Client
-		c, err = container.NewClientWithSharedKeyCredential(s.Endpoint+"/"+AzureAccount+"/"+bucket, cred, nil)
-		if err == nil {
+		if c, err = s.container(bucket); err == nil {
 			_, err = c.Create(ctx, nil)
 		}
 	}
@@ -358,34 +336,13 @@ func (s *Server) Upload(ctx context.Context, bucket, key string, data []byte) er
 	var err error
 	switch s.Kind {
 	case S3:
-		c := s3.New(s3.Options{
-			Region:       "us-east-1",
-			BaseEndpoint: aws.String(s.Endpoint),
-			UsePathStyle: true,
-			Credentials:  credentials.NewStaticCredentialsProvider(S3AccessKey, S3SecretKey, ""),
-		})
-		_, err = c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(data)})
+		_, err = s.s3Client().PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: bytes.NewReader(data)})
 	case GCS:
-		u := s.Endpoint + "/upload/storage/v1/b/" + bucket + "/o?uploadType=media&name=" + url.QueryEscape(key)
-		var req *http.Request
-		if req, err = http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(data)); err != nil {
-			return err
-		}
-		req.Header.Set("Content-Type", "application/octet-stream")
-		var resp *http.Response
-		if resp, err = http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode/100 != 2 {
-				err = errors.New(resp.Status)
-			}
-		}
+		err = s.gcsPost(ctx, s.Endpoint+"/upload/storage/v1/b/"+bucket+"/o?uploadType=media&name="+url.QueryEscape(key),
+			"application/octet-stream", bytes.NewReader(data))
 	default:
-		var cred *azblob.SharedKeyCredential
-		if cred, err = azblob.NewSharedKeyCredential(AzureAccount, AzureKey); err != nil {
-			return err
-		}
 		var c *container.Client
-		if c, err = container.NewClientWithSharedKeyCredential(s.Endpoint+"/"+AzureAccount+"/"+bucket, cred, nil); err == nil {
+		if c, err = s.container(bucket); err == nil {
 			_, err = c.NewBlockBlobClient(key).UploadBuffer(ctx, data, nil)
 		}
 	}
@@ -393,4 +350,42 @@ func (s *Server) Upload(ctx context.Context, bucket, key string, data []byte) er
 		return fmt.Errorf("upload %s/%s to %s: %w", bucket, key, s.Name, err)
 	}
 	return nil
+}
+
+// s3Client is a client of an S3 server with the test credentials.
+func (s *Server) s3Client() *s3.Client {
+	return s3.New(s3.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(s.Endpoint),
+		UsePathStyle: true,
+		Credentials:  credentials.NewStaticCredentialsProvider(S3AccessKey, S3SecretKey, ""),
+	})
+}
+
+// gcsPost posts body to a GCS server's JSON API at u; a status other than
+// 2xx is an error.
+func (s *Server) gcsPost(ctx context.Context, u, contentType string, body io.Reader) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", contentType)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return errors.New(resp.Status)
+	}
+	return nil
+}
+
+// container is a client of an Azure container with the test account's key.
+func (s *Server) container(bucket string) (*container.Client, error) {
+	cred, err := azblob.NewSharedKeyCredential(AzureAccount, AzureKey)
+	if err != nil {
+		return nil, err
+	}
+	return container.NewClientWithSharedKeyCredential(s.Endpoint+"/"+AzureAccount+"/"+bucket, cred, nil)
 }

@@ -199,7 +199,7 @@ func ensure(path string, d dataset) error {
 	start := time.Now()
 	fmt.Fprintf(os.Stderr, "generating %s ...", filepath.Base(path))
 	if _, _, err := runChild(0, nil, exe, "genfile", path, strconv.Itoa(d.N), strconv.Itoa(d.Devices),
-		strconv.FormatUint(d.Seed, 10), strconv.FormatFloat(d.ZipfS, 'f', -1, 64), strconv.Itoa(d.Top)); err != nil {
+		strconv.FormatInt(d.Seed, 10), strconv.FormatFloat(d.ZipfS, 'f', -1, 64), strconv.Itoa(d.Top)); err != nil {
 		fmt.Fprintln(os.Stderr)
 		return err
 	}

@@ -58,6 +58,16 @@ func (m machine) String() string {
 	return fmt.Sprintf("%d CPUs (%s), %s RAM, %s, %s, load average at start %s", m.CPUs, m.Model, m.MemGB, m.Go, m.Date, m.LoadAvg)
 }
 
+// publish saves a run's results v and tables md, prints the tables and
+// rewrites them in the markdown file.
+func (c common) publish(name string, v any, md string) error {
+	if err := saveResults(c.dir, name, v, md); err != nil {
+		return err
+	}
+	fmt.Println(md)
+	return updateMarkdown(c.md, name, md)
+}
+
 // saveResults writes the raw results and the markdown under dir/results.
 func saveResults(dir, name string, v any, md string) error {
 	rd := filepath.Join(dir, "results")

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/backfillhq/backfill/fixtures/fixturegen"
 	"github.com/klauspost/compress/gzip"
 )
 
@@ -23,7 +21,7 @@ import (
 // is measured against the one-file shape of the same run.
 
 // shapesVersion names the shape generation; bump it when it changes.
-const shapesVersion = "v1"
+const shapesVersion = "v2"
 
 // shape is one input layout.
 type shape struct {
@@ -99,93 +97,38 @@ func ensureShape(root string, s shape, devices int) (string, error) {
 }
 
 // writeShape is the genshape child: it writes objects part-NNNNN.jsonl[.gz]
-// holding events consecutive events of one generator stream.
+// holding consecutive events of one generator stream.
 func writeShape(dir string, objects, events int, gz, kind string, devices int) error {
 	tmp := dir + ".tmp"
 	os.RemoveAll(tmp)
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return err
 	}
-	g := newGenerator(dataset{N: events, Devices: devices, Seed: 1})
-	pad := rand.New(rand.NewPCG(7, 7))
-	var line []byte
-	for o := range objects {
-		per := events / objects
-		if o < events%objects {
-			per++
-		}
-		name := fmt.Sprintf("part-%05d.jsonl", o)
+	names := make([]string, objects)
+	for o := range names {
+		names[o] = fmt.Sprintf("part-%05d.jsonl", o)
 		if gz == "all" || gz == "mixed" && o%2 == 1 {
-			name += ".gz"
+			names[o] += ".gz"
 		}
-		f, err := os.Create(filepath.Join(tmp, name))
-		if err != nil {
-			return err
-		}
-		var w io.Writer = f
-		var zw *gzip.Writer
-		if strings.HasSuffix(name, ".gz") {
-			zw = gzip.NewWriter(f)
-			w = zw
-		}
-		bw := bufio.NewWriterSize(w, 1<<20)
-		for range per {
-			e, ok := g.next()
-			if !ok {
-				return fmt.Errorf("generator ended early")
-			}
-			line = append(shapeLine(line[:0], &e, kind, pad), '\n')
-			bw.Write(line)
-		}
-		err = bw.Flush()
-		if zw != nil && err == nil {
-			err = zw.Close()
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			return err
-		}
+	}
+	if err := fixturegen.WriteObjects(tmp, names, shapeOptions(events, devices, kind)); err != nil {
+		return err
 	}
 	return os.Rename(tmp, dir)
 }
 
-// shapeLine renders e as one JSON line of the shape's kind.
-func shapeLine(b []byte, e *event, kind string, pad *rand.Rand) []byte {
+// shapeOptions are the generator options of a shape's events of kind.
+func shapeOptions(events, devices int, kind string) fixturegen.Options {
+	o := dataset{N: events, Devices: devices, Seed: 1}.options()
 	switch kind {
-	case "small": // about 200 bytes: ids, type, time and one property
-		b = append(b, `{"user_id":`...)
-		b = strconv.AppendQuote(b, cmpOr(e.UserID, "anonymous"))
-		b = append(b, `,"device_id":`...)
-		b = strconv.AppendQuote(b, e.DeviceID)
-		b = append(b, `,"event_type":`...)
-		b = strconv.AppendQuote(b, e.EventType)
-		b = append(b, `,"time":`...)
-		b = strconv.AppendInt(b, e.Time, 10)
-		b = append(b, `,"insert_id":`...)
-		b = strconv.AppendQuote(b, e.InsertID)
-		b = append(b, `,"event_properties":{"path":`...)
-		b = strconv.AppendQuote(b, e.Path)
-		return append(b, "}}"...)
-	case "large": // about 2 KB: the standard event plus a long text property
-		b = e.appendJSON(b)
-		b = b[:len(b)-2] // the closing braces of user_properties and the event
-		b = append(b, `,"bio":"`...)
-		for range 1560 {
-			b = append(b, "abcdefghijklmnopqrstuvwxyz      "[pad.IntN(32)])
-		}
-		return append(b, `"}}`...)
+	case "small": // about 200 bytes
+		o.EventBytes = smallEventBytes
+	case "large": // about 2 KB
+		o.EventBytes = largeEventBytes
 	case "no-insert-id":
-		b = e.appendJSON(b)
-		if i := bytes.Index(b, []byte(`"insert_id":"`)); i >= 0 {
-			if j := bytes.Index(b[i:], []byte(`",`)); j >= 0 {
-				b = append(b[:i], b[i+j+2:]...)
-			}
-		}
-		return b
+		o.NoInsertID = 1
 	}
-	return e.appendJSON(b)
+	return o
 }
 
 // linesOf opens path for the SDK baseline: a file, or every file of a
@@ -315,11 +258,7 @@ func (s *shapes) run() error {
 	res.Seconds = time.Since(start).Seconds()
 	res.DriverRSS, res.LoadEnd = selfPeakRSS(), describeMachine().LoadAvg
 	md := res.markdown()
-	if err := saveResults(s.dir, "shapes", res, md); err != nil {
-		return err
-	}
-	fmt.Println(md)
-	return updateMarkdown(s.md, "shapes", md)
+	return s.publish("shapes", res, md)
 }
 
 func dirBytes(path string) int64 {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/backfillhq/backfill/fixtures/fixturegen"
 	"github.com/backfillhq/backfill/job"
 )
 
@@ -43,11 +44,11 @@ func (s *skew) run() error {
 	if err := ensure(path, d); err != nil {
 		return err
 	}
-	g := newGenerator(d)
-	res := skewResults{Machine: describeMachine(), Events: g.totalN, Devices: s.devices, Hottest: s.top, Zipf: s.zipf, EPS: s.eps, SDKCap: s.sdkCap.Seconds()}
+	events := fixturegen.NewGenerator(d.options()).Len()
+	res := skewResults{Machine: describeMachine(), Events: events, Devices: s.devices, Hottest: s.top, Zipf: s.zipf, EPS: s.eps, SDKCap: s.sdkCap.Seconds()}
 	lb := job.LowerBound(int64(s.top), s.eps)
 	res.LowerBound = lb.Seconds()
-	logf("skew: %d events over %d devices, hottest %d (%.0f%%), eps %d: lower bound %s", g.totalN, s.devices, s.top, 100*float64(s.top)/float64(g.totalN), s.eps, lb)
+	logf("skew: %d events over %d devices, hottest %d (%.0f%%), eps %d: lower bound %s", events, s.devices, s.top, 100*float64(s.top)/float64(events), s.eps, lb)
 
 	epsArg := strconv.Itoa(s.eps)
 	emuArgs := []string{"--batch-eps", epsArg, "--daily-quota", "0"}
@@ -55,16 +56,16 @@ func (s *skew) run() error {
 	if err != nil {
 		return err
 	}
-	bf.Size, bf.Format = g.totalN, "jsonl"
+	bf.Size, bf.Format = events, "jsonl"
 	res.Backfill = bf
-	logf("backfill: %.1fs (%.3f× the lower bound), 429s %d, delivered %d of %d, rss %s", bf.Usage.Wall, bf.Usage.Wall/res.LowerBound, bf.Resp429, bf.Events, g.totalN, mb(bf.Usage.MaxRSS))
+	logf("backfill: %.1fs (%.3f× the lower bound), 429s %d, delivered %d of %d, rss %s", bf.Usage.Wall, bf.Usage.Wall/res.LowerBound, bf.Resp429, bf.Events, events, mb(bf.Usage.MaxRSS))
 	if s.sdk {
 		for _, patient := range []bool{false, true} {
 			sdk, err := runSDK(s.bin, path, emuArgs, s.sdkCap, patient)
 			if err != nil {
 				return err
 			}
-			sdk.Size, sdk.Format = g.totalN, "jsonl"
+			sdk.Size, sdk.Format = events, "jsonl"
 			if patient {
 				res.SDKPatient = &sdk
 			} else {
@@ -74,11 +75,7 @@ func (s *skew) run() error {
 		}
 	}
 	md := res.markdown()
-	if err := saveResults(s.dir, "skew", res, md); err != nil {
-		return err
-	}
-	fmt.Println(md)
-	return updateMarkdown(s.md, "skew", md)
+	return s.publish("skew", res, md)
 }
 
 func (r skewResults) markdown() string {

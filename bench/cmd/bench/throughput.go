@@ -14,7 +14,7 @@ import (
 
 // genVersion names the dataset generation; bump it when the generator
 // changes so that cached files are regenerated.
-const genVersion = "v1"
+const genVersion = "v2"
 
 type throughput struct {
 	common
@@ -135,11 +135,7 @@ func (t *throughput) run() error {
 	res.Seconds = time.Since(start).Seconds()
 	res.DriverRSS, res.LoadEnd = selfPeakRSS(), describeMachine().LoadAvg
 	md := res.markdown()
-	if err := saveResults(t.dir, "throughput", res, md); err != nil {
-		return err
-	}
-	fmt.Println(md)
-	return updateMarkdown(t.md, "throughput", md)
+	return t.publish("throughput", res, md)
 }
 
 // runFloor measures the bare read-and-parse loop on path.
