@@ -34,6 +34,10 @@ type shape struct {
 	// Base names the shape this one's time is compared with (same events
 	// in one object); empty: the run's one-file shape.
 	Base string `json:"base,omitempty"`
+	// Args are extra flags of `backfill run`: a variant of a layout (same
+	// data), compared with that layout's SDK run and left out of the goals.
+	Args    []string `json:"args,omitempty"`
+	Variant string   `json:"variant,omitempty"` // the layout it is a variant of
 }
 
 // shapesFor returns the shapes of a run; quick scales them down.
@@ -45,6 +49,7 @@ func shapesFor(quick, sdkAll bool) []shape {
 	sh := []shape{
 		{Name: "one file", Objects: 1, Events: n, SDK: true},
 		{Name: "8 objects", Objects: 8, Events: n, SDK: true},
+		{Name: "8 objects, --memory-limit off", Objects: 8, Events: n, Args: []string{"--memory-limit", "off"}, Variant: "8 objects"},
 		{Name: fmt.Sprintf("%d objects of 1,000", objs), Objects: objs, Events: objs * 1000},
 		{Name: fmt.Sprintf("%d objects, plain and gzip", mixed), Objects: mixed, Events: n, Gzip: "mixed"},
 		{Name: "no insert_id (derived)", Objects: 1, Events: n, Kind: "no-insert-id"},
@@ -56,7 +61,7 @@ func shapesFor(quick, sdkAll bool) []shape {
 	}
 	if sdkAll {
 		for i := range sh {
-			sh[i].SDK = true
+			sh[i].SDK = sh[i].Variant == ""
 		}
 	}
 	return sh
@@ -234,7 +239,7 @@ func (s *shapes) run() error {
 			path = filepath.Join(path, ents[0].Name())
 		}
 		r := shapeResult{Shape: sh, Bytes: dirBytes(dirs[i])}
-		bf, err := runBackfill(s.bin, s.dir, path, nil, emu, 0)
+		bf, err := runBackfill(s.bin, s.dir, path, sh.Args, emu, 0)
 		if err != nil {
 			return fmt.Errorf("shape %s: %w", sh.Name, err)
 		}
@@ -297,10 +302,14 @@ func (r shapesResults) markdown() string {
 			vs = fmt.Sprintf("%.2f×", bf.cpuPerM()/base.Backfill.cpuPerM())
 		}
 		sdkEPS, ratio, sdkCPU := "–", "–", "–"
-		if s.SDK != nil && s.SDK.Usage.Wall > 0 {
-			sdkEPS = fmt.Sprintf("%.1fk", s.SDK.eps()/1e3)
-			ratio = fmt.Sprintf("%.2f×", bf.eps()/s.SDK.eps())
-			sdkCPU = fmt.Sprintf("%.2f", s.SDK.cpuPerM())
+		sdk := s.SDK
+		if v, ok := byName[s.Shape.Variant]; ok && sdk == nil {
+			sdk = v.SDK // a variant is compared with its layout's SDK run
+		}
+		if sdk != nil && sdk.Usage.Wall > 0 {
+			sdkEPS = fmt.Sprintf("%.1fk", sdk.eps()/1e3)
+			ratio = fmt.Sprintf("%.2f×", bf.eps()/sdk.eps())
+			sdkCPU = fmt.Sprintf("%.2f", sdk.cpuPerM())
 		}
 		share := bf.Emulator.CPU / (bf.Emulator.CPU + bf.Usage.CPU) * 100
 		load := ""
@@ -320,7 +329,7 @@ func (r shapesResults) markdown() string {
 			ref[s.Shape.Base] = true // compared with its own base below
 		}
 		for _, s := range r.Shapes {
-			if ref[s.Shape.Name] || s.Shape.Base != "" {
+			if ref[s.Shape.Name] || s.Shape.Base != "" || s.Shape.Variant != "" {
 				continue
 			}
 			x := s.Backfill.cpuPerM() / base.Backfill.cpuPerM()
@@ -335,10 +344,18 @@ func (r shapesResults) markdown() string {
 		x := s8.Backfill.eps() / s8.SDK.eps()
 		fmt.Fprintf(&b, "- ≥ 5× the SDK's delivered events/s on 8 objects: %.2f× (%.0fk vs %.0fk ev/s, %d of %d delivered vs %d): %s\n",
 			x, s8.Backfill.eps()/1e3, s8.SDK.eps()/1e3, s8.Backfill.Events, s8.Shape.Events, s8.SDK.Events, verdict(x >= 5))
+		for _, v := range r.Shapes {
+			if v.Shape.Variant == "8 objects" {
+				fmt.Fprintf(&b, "  - the same with `%s` (not the default): %.2f× (%.0fk ev/s, peak RSS %s)\n",
+					strings.Join(v.Shape.Args, " "), v.Backfill.eps()/s8.SDK.eps(), v.Backfill.eps()/1e3, mb(v.Backfill.Usage.MaxRSS))
+			}
+		}
 	}
 	var peak int64
 	for _, s := range r.Shapes {
-		peak = max(peak, s.Backfill.Usage.MaxRSS)
+		if s.Shape.Variant == "" { // defaults only: a variant may trade memory away
+			peak = max(peak, s.Backfill.Usage.MaxRSS)
+		}
 	}
 	fmt.Fprintf(&b, "- peak RSS ≤ 150 MB in every shape: highest %s: %s\n", mb(peak), verdict(peak <= 150e6))
 	for _, s := range r.Shapes {
