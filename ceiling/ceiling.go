@@ -34,6 +34,11 @@ const (
 	cut      = 0.95 // multiplicative decrease
 	heavyCut = 0.5  // ... when nothing was taken in lately
 	raise    = 0.01 // additive increase per second, as a share of the rate before the cut
+	// minRaise is the least additive increase, in events/s per second: a
+	// ceiling cut to its floor by an outage (cut from 1 event/s, 1% is
+	// nothing) climbs back to 1,000 events/s in under two minutes of clean
+	// answers instead of staying at a crawl for the rest of the job.
+	minRaise = 10.0
 	// measure is the span over which what the project took in is measured
 	// at a cut (the ring of slots keeps that much).
 	measure   = 2 * time.Second
@@ -320,7 +325,7 @@ func (l *Limiter) cutLocked(now time.Time) {
 		// window, so that the lanes do not send it all again at once.
 		l.seed(now)
 	}
-	l.step = cur * raise
+	l.step = max(cur*raise, minRaise)
 	l.gen++
 	l.cuts++
 	l.lastRaise = now

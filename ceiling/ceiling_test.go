@@ -292,6 +292,28 @@ func TestCeilingClimbsBackWhileClean(t *testing.T) {
 	}
 }
 
+// After an outage has cut the ceiling to its floor, clean answers bring it
+// back: 1% per second of 1 event/s would be nothing, so the step has a
+// minimum (10 events/s per second).
+func TestCeilingClimbsBackFromTheFloor(t *testing.T) {
+	c := newClock()
+	l := newLimiter(t, c, ceiling.Options{EPS: 1000})
+	// An outage answering requests that fill the ceiling: cut after cut
+	// (1000, 500, 250, ...), the last one from about 2 events/s.
+	for send(t, l, max(1, l.MaxEvents()), ceiling.Pushback) {
+	}
+	if st := l.Stats(); st.EPS != ceiling.FloorEPS {
+		t.Fatalf("EPS=%v after an outage, want the floor", st.EPS)
+	}
+	start := c.Now()
+	for c.Now().Sub(start) < 30*time.Second {
+		send(t, l, max(1, l.MaxEvents()), ceiling.Clean)
+	}
+	if st := l.Stats(); st.EPS < 250 || st.EPS > 320 {
+		t.Fatalf("EPS=%v after 30 clean seconds from the floor, want about 300", st.EPS)
+	}
+}
+
 func TestIdleCeilingDoesNotClimb(t *testing.T) {
 	c := newClock()
 	l := newLimiter(t, c, ceiling.Options{EPS: 1000})

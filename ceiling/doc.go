@@ -35,7 +35,8 @@
 // pushback to a request sent at the current ceiling cuts it, so a burst of
 // answers to requests already in flight counts once, as TCP counts one loss
 // per round trip. Clean answers raise the ceiling additively, by 1% per
-// second of the rate before the last cut, but only while the ceiling is what
+// second of the rate before the last cut (at least 10 events/s per second,
+// so that a ceiling an outage cut to its floor climbs back), but only while the ceiling is what
 // holds the run back (an idle ceiling learns nothing), and never above the
 // configured one. The floor is 1 event/s: Done reports a pushback as
 // absorbed (the caller should not count it as a failed attempt) unless the
