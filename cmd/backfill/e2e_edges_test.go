@@ -163,6 +163,13 @@ func TestE2EEntriesNotRead(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A link to a directory is not followed (no loops), and is reported too.
+	if err := os.Mkdir(filepath.Join(root, "..", "elsewhere"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(root, "..", "elsewhere"), filepath.Join(root, "linked-dir")); err != nil {
+		t.Fatal(err)
+	}
 	e := startEmulator(t, emulator.Config{})
 	w := newWorkDir(t)
 	t.Setenv("AMPLITUDE_API_KEY", e2eKey)
@@ -171,10 +178,11 @@ func TestE2EEntriesNotRead(t *testing.T) {
 		t.Fatalf("exit %d, want %d\n%s", res.code, ExitFailed, res)
 	}
 	rep := readReport(t, w.report)
-	if rep.EventsAccepted != 30 || rep.ObjectsFailed != 3 {
-		t.Fatalf("accepted %d, objects failed %d; want 30 and 3\n%s", rep.EventsAccepted, rep.ObjectsFailed, res)
+	if rep.EventsAccepted != 30 || rep.ObjectsFailed != 4 {
+		t.Fatalf("accepted %d, objects failed %d; want 30 and 4\n%s", rep.EventsAccepted, rep.ObjectsFailed, res)
 	}
-	want := map[string]string{"fifo.jsonl": "named pipe", "dangling.jsonl": "dangling symbolic link", "loop.jsonl": "symbolic link loop"}
+	want := map[string]string{"fifo.jsonl": "named pipe", "dangling.jsonl": "dangling symbolic link", "loop.jsonl": "symbolic link loop",
+		"linked-dir": "symbolic link to a directory"}
 	for _, o := range rep.Objects {
 		reason, ok := want[filepath.Base(o.URL)]
 		if !ok {
