@@ -35,6 +35,9 @@ type run struct {
 	mu      sync.Mutex
 	objects []ObjectStat
 	objIdx  map[string]int
+	// sources are the objects this run reads, by URL: refused events'
+	// records are read again from them (rejectRefused).
+	sources map[string]Object
 
 	listed  bool         // the listing was read to its end; under mu
 	pending atomic.Int64 // events pushed to lanes and not yet settled
@@ -47,6 +50,7 @@ func (r *run) run(hard, soft context.Context) ([]ObjectStat, error) {
 	cfg := r.cfg
 	r.seed = maphash.MakeSeed()
 	r.objIdx = make(map[string]int)
+	r.sources = make(map[string]Object)
 	budgets := [2]*chunker.Budget{chunker.NewBudget(cfg.EPS, 0), chunker.NewBudget(cfg.HTTPEPS, 0)}
 	r.seedBudgets(budgets)
 	var daily *chunker.Budget
