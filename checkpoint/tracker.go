@@ -345,6 +345,14 @@ func (t *Tracker) snapshot() map[string]*Object {
 	return m
 }
 
+// settledRecord reports whether record of object is settled.
+func (t *Tracker) settledRecord(object string, record int64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tr := t.objs[object]
+	return tr != nil && tr.skip(record)
+}
+
 // Fill sets st.Objects, st.Counters and st.Complete from one consistent
 // snapshot. If hook is not nil it runs inside the same critical section,
 // after those fields are set; use it to record the dead-letter file's
