@@ -173,6 +173,25 @@ func (r *run) rejectObject(ctx context.Context, group []refused) error {
 	return flush()
 }
 
+// forgetDone drops the objects whose records are all settled from
+// r.sources, so that it holds only the objects that may still have events
+// waiting (and those finished since the last call).
+func (r *run) forgetDone() {
+	r.mu.Lock()
+	urls := make([]string, 0, len(r.sources))
+	for u := range r.sources {
+		urls = append(urls, u)
+	}
+	r.mu.Unlock()
+	for _, u := range urls {
+		if r.deps.Tracker.Done(u) {
+			r.mu.Lock()
+			delete(r.sources, u)
+			r.mu.Unlock()
+		}
+	}
+}
+
 // reread says why a source record could not be re-read.
 func reread(ctx context.Context, err error) string {
 	if ctx.Err() != nil {

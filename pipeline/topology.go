@@ -36,7 +36,8 @@ type run struct {
 	objects []ObjectStat
 	objIdx  map[string]int
 	// sources are the objects this run reads, by URL: refused events'
-	// records are read again from them (rejectRefused).
+	// records are read again from them (rejectRefused). The checkpointer
+	// drops those whose records are all settled (forgetDone).
 	sources map[string]Object
 
 	listed  bool         // the listing was read to its end; under mu
@@ -223,6 +224,7 @@ func (r *run) checkpointer(ctx context.Context, done <-chan struct{}) {
 			if err := r.deps.Save(ctx); err != nil && ctx.Err() == nil {
 				r.log.Error("save checkpoint", "err", err)
 			}
+			r.forgetDone()
 		case <-done:
 			return
 		case <-ctx.Done():
