@@ -10,6 +10,8 @@ import (
 	"github.com/backfillhq/backfill"
 	"github.com/backfillhq/backfill/deadletter"
 	"github.com/backfillhq/backfill/uploader"
+
+	"github.com/backfillhq/backfill/internal/redact"
 )
 
 // refusedHold bounds the bytes of source records re-read for one object of
@@ -197,7 +199,9 @@ func reread(ctx context.Context, err error) string {
 	if ctx.Err() != nil {
 		return "the run was stopped before the record was read again"
 	}
-	return "the source record could not be read again: " + err.Error()
+	// An object's errors may quote URLs (a storage endpoint): their
+	// credentials stay out of the dead-letter file.
+	return "the source record could not be read again: " + redact.Text(err.Error(), "")
 }
 
 // rejectSource dead-letters a refused event with its source record.
