@@ -163,7 +163,7 @@ func TestE2ERefusedSourceRecord(t *testing.T) {
 			}
 			e := startEmulator(t, emulator.Config{Silenced: tt.silenced})
 			w := newWorkDir(t)
-			res := runMain(t, append(w.runArgs(e, "--api-key", e2eKey, "--preset", tt.preset, "--csv-types", csvTypesFlag(), "--batch-size", "40"), source)...)
+			res := runMain(t, append(w.runArgs(e, "--api-key", e2eKey, "--preset", tt.preset, "--csv-types", fixturegen.CSVColumnTypesFlag(), "--batch-size", "40"), source)...)
 			if res.code != ExitRejected {
 				t.Fatalf("exit %d, want %d\n%s", res.code, ExitRejected, res)
 			}
