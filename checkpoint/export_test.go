@@ -25,10 +25,7 @@ func (t *Tracker) Counters() Counters {
 
 // Skip reports whether record of object is settled.
 func (t *Tracker) Skip(object string, record int64) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	tr := t.objs[object]
-	return tr != nil && tr.skip(record)
+	return t.settledRecord(object, record)
 }
 
 // Objects returns the URLs of all tracked objects, sorted.

@@ -35,6 +35,13 @@ type Replayed struct {
 	// Resent counts the sends, after the state was taken, of records in
 	// flight at an earlier crash.
 	Resent int64
+	// Resend counts the records the next run sends again: sent by the runs
+	// the journal covers and not settled, because they were in flight at a
+	// crash (Crashed) or answered without being accepted (refused,
+	// throttled or parked, and not dead-lettered in the state). After Load
+	// fell back to the previous state it is exactly what the fallback
+	// costs in sends, beyond what the newest state would have re-sent.
+	Resend int
 	// Recent is the newest snapshot of the budgets' recent sends, nil if
 	// the journal holds none (the state's then apply).
 	Recent []IDSends
@@ -59,12 +66,13 @@ type replayer struct {
 	objs    map[uint64]jobject // of the generation being read
 	lanes   map[uint64][]objRec
 	crashed map[objRec]struct{}
-	evs     []backfill.Event // scratch for SettleEvents
+	unacked map[objRec]struct{} // answered, not accepted, not accepted since
+	evs     []backfill.Event    // scratch for SettleEvents
 	idx     []int
 }
 
 func newReplayer(t *Tracker) *replayer {
-	return &replayer{t: t, lanes: map[uint64][]objRec{}, crashed: map[objRec]struct{}{}}
+	return &replayer{t: t, lanes: map[uint64][]objRec{}, crashed: map[objRec]struct{}{}, unacked: map[objRec]struct{}{}}
 }
 
 // replayParts reads and applies every part of gens >= from.
@@ -106,7 +114,28 @@ func (p *replayer) replayParts(ctx context.Context, be journalBackend, parts []j
 	}
 	p.crash()
 	p.out.Crashed = len(p.crashed)
+	p.out.Resend = p.resend()
 	return nil
+}
+
+// resend counts the records in flight at a crash or answered without being
+// accepted that the tracker does not hold as settled.
+func (p *replayer) resend() int {
+	n := 0
+	for r := range p.crashed {
+		if p.t == nil || !p.t.settledRecord(r.url, r.rec) {
+			n++
+		}
+	}
+	for r := range p.unacked {
+		if _, dup := p.crashed[r]; dup {
+			continue
+		}
+		if p.t == nil || !p.t.settledRecord(r.url, r.rec) {
+			n++
+		}
+	}
+	return n
 }
 
 // crash moves every request in flight to the crashed records: the run that
@@ -176,6 +205,7 @@ func (p *replayer) frame(payload []byte) error {
 			}
 			p.idx = idx
 			if d.err == nil {
+				p.unanswered(recs, idx)
 				p.settle(recs, idx)
 			}
 		case entRecent:
@@ -210,6 +240,19 @@ func (p *replayer) records(d *dec) []objRec {
 	return out
 }
 
+// unanswered remembers the records of recs that idx (sorted) does not
+// accept: sent, answered and not accepted.
+func (p *replayer) unanswered(recs []objRec, idx []int) {
+	j := 0
+	for i, r := range recs {
+		if j < len(idx) && idx[j] == i {
+			j++
+			continue
+		}
+		p.unacked[r] = struct{}{}
+	}
+}
+
 // settle settles recs[idx...] (every one of recs if idx is nil) as
 // accepted.
 func (p *replayer) settle(recs []objRec, idx []int) {
@@ -222,6 +265,7 @@ func (p *replayer) settle(recs []objRec, idx []int) {
 	}
 	for _, i := range idx {
 		delete(p.crashed, recs[i])
+		delete(p.unacked, recs[i])
 	}
 	if p.t == nil {
 		return

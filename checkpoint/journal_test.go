@@ -156,6 +156,11 @@ func TestJournalKill(t *testing.T) {
 			if got, want := r2.rep.Crashed, 10; got != want {
 				t.Errorf("replay found %d records in flight at the kill, want %d", got, want)
 			}
+			// Sent again: the 10 in flight and the 5 answered without
+			// being accepted.
+			if got, want := r2.rep.Resend, 15; got != want {
+				t.Errorf("replay counts %d records to send again, want %d", got, want)
+			}
 			for _, c := range []struct {
 				obj  string
 				rec  int64
@@ -257,6 +262,60 @@ func TestJournalCompaction(t *testing.T) {
 	}
 	if got := rec.Objects[o].Watermark; got != 60 {
 		t.Errorf("watermark %d after falling back and replaying %d generations, want 60", got, rep.Generations)
+	}
+}
+
+// TestJournalFallbackResend: after Load falls back to the previous state,
+// the journal says exactly how many records are sent again: those the
+// server refused after the previous save (dead-lettered in the newest
+// state only), and none of those it accepted.
+func TestJournalFallbackResend(t *testing.T) {
+	const o = "file:///in/d.jsonl"
+	for _, corrupt := range []bool{false, true} {
+		t.Run(fmt.Sprintf("corrupt=%v", corrupt), func(t *testing.T) {
+			dir := t.TempDir()
+			ctx := context.Background()
+			store, err := checkpoint.Open(ctx, dir, checkpoint.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer store.Close()
+			if err := store.Save(ctx, &checkpoint.State{}); err != nil {
+				t.Fatal(err)
+			}
+			r := startRun(t, store)
+			r.tr.Begin(o, "fp")
+			for i := int64(0); i < 40; i++ {
+				r.tr.Read(backfill.Position{Object: o, Record: i})
+			}
+			r.send(0, events(o, 0, 10), all(10))
+			r.save() // the previous state
+			evs := events(o, 10, 20)
+			r.send(0, evs, []int{0, 1}) // 8 refused: dead-lettered
+			for _, ev := range evs[2:] {
+				r.tr.Settle(ev.Pos, checkpoint.Rejected)
+			}
+			r.send(1, events(o, 20, 30), all(10))
+			r.save() // the newest state
+			r.send(0, events(o, 30, 40), all(10))
+			r.sync()
+			if corrupt {
+				if err := os.WriteFile(filepath.Join(dir, checkpoint.StateFile), []byte("{garbage"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r2 := startRun(t, store)
+			if r2.state.FellBack != corrupt {
+				t.Fatalf("fell back %v, want %v", r2.state.FellBack, corrupt)
+			}
+			want := 0
+			if corrupt {
+				want = 8
+			}
+			if r2.rep.Resend != want || r2.rep.Crashed != 0 {
+				t.Errorf("replay counts %d to send again (%d in flight), want %d and 0", r2.rep.Resend, r2.rep.Crashed, want)
+			}
+		})
 	}
 }
 

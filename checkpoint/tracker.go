@@ -345,6 +345,23 @@ func (t *Tracker) snapshot() map[string]*Object {
 	return m
 }
 
+// Done reports whether object is done: read to its end and every record
+// settled.
+func (t *Tracker) Done(object string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tr := t.objs[object]
+	return tr != nil && tr.obj.Done
+}
+
+// settledRecord reports whether record of object is settled.
+func (t *Tracker) settledRecord(object string, record int64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	tr := t.objs[object]
+	return tr != nil && tr.skip(record)
+}
+
 // Fill sets st.Objects, st.Counters and st.Complete from one consistent
 // snapshot. If hook is not nil it runs inside the same critical section,
 // after those fields are set; use it to record the dead-letter file's

@@ -72,8 +72,41 @@ type Entry struct {
 	// valid JSON and had to be quoted as a string are both restorable
 	// from it. Absent when Data is the record as it was.
 	DataBase64 []byte `json:"data_base64,omitempty"`
+	// DataSource says, for StageServer only, what Data holds: DataSourceRecord
+	// (the source record, re-read from its object when the server refused its
+	// event) or DataSourceMapped (the event as it was sent, because the
+	// source record could not be re-read; DataSourceReason says why).
+	DataSource string `json:"data_source,omitempty"`
+	// DataSourceReason is why Data is not the source record
+	// (DataSourceMapped): the object changed or vanished since it was read,
+	// the record is no longer at its position, the run was stopped.
+	DataSourceReason string `json:"data_source_reason,omitempty"`
+	// Sent is, for StageServer with DataSourceRecord, the event as it was
+	// sent (after mapping, validation repairs and the added fields), which
+	// is what the server's reason is about. Re-feeding ignores it.
+	Sent json.RawMessage `json:"sent,omitempty"`
 	// Time is when the record was rejected (set by Write when zero).
 	Time time.Time `json:"time"`
+}
+
+// Values of Entry.DataSource.
+const (
+	DataSourceRecord = "source" // Data is the source record
+	DataSourceMapped = "mapped" // Data is the event as sent
+)
+
+// Unwrap returns the record a dead-letter line holds (Entry.Bytes) when
+// data is one, else data itself: a record re-read from a dead-letter file
+// that was fed back is its inner record, so that entries never nest.
+func Unwrap(data []byte) []byte {
+	if !bytes.Contains(data, []byte(`"backfill_dead_letter"`)) {
+		return data
+	}
+	var e Entry
+	if json.Unmarshal(data, &e) != nil || e.Version != FormatVersion || len(e.Data) == 0 && e.DataBase64 == nil {
+		return data
+	}
+	return e.Bytes()
 }
 
 // NewEntry returns an entry for the record at pos with its original bytes.

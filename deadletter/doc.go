@@ -9,9 +9,13 @@
 //
 // The field names are a stable format. "data" is the original record when
 // it is valid JSON, otherwise the raw bytes as a JSON string (invalid UTF-8
-// replaced by U+FFFD). The package never sees the API key, so it cannot
-// write it; reasons coming from server responses must not contain it
-// either.
+// replaced by U+FFFD, the exact bytes then in "data_base64"). Entries of
+// the server stage also carry "data_source": "source" when "data" is the
+// source record (then "sent" is the event as it was sent), "mapped" when
+// the source record could not be read again and "data" is the event as
+// sent ("data_source_reason" says why). The package never sees the API
+// key, so it cannot write it; reasons coming from server responses must
+// not contain it either.
 //
 // # Resumption
 //

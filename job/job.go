@@ -309,9 +309,6 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 	if err != nil && !fresh {
 		return nil, fmt.Errorf("load checkpoint: %w", err)
 	}
-	if err == nil && state.FellBack {
-		logFallback(log, state, cfg.CheckpointEvery)
-	}
 	jobFP, jobDesc := cfg.Fingerprint()
 	if shardCount > 1 && !fresh && state.Split != checkpoint.SplitDevice {
 		return nil, fmt.Errorf("%w: %s was written by a backfill that split shards by object (each shard sent its own objects, so devices were sent by several shards at once); it cannot be resumed by the split by device of this version. Finish the job with the version that started it, or start it again with a new --checkpoint location (events already accepted keep their insert_ids, and Amplitude drops the re-sends within 7 days)", ErrUsage, store)
@@ -394,9 +391,11 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 	}
 	defer journal.Close()
 	state.RunCount += replayed.Runs // killed before their first save
-	if replayed.Generations > 0 {
+	if state.FellBack {
+		logFallback(log, state, replayed)
+	} else if replayed.Generations > 0 {
 		log.Info("resuming from the checkpoint and its journal", "acknowledged_since_save", replayed.Settled,
-			"in_flight_at_crash", replayed.Crashed, "journal_generations", replayed.Generations)
+			"in_flight_at_crash", replayed.Crashed, "resend", replayed.Resend, "journal_generations", replayed.Generations)
 	}
 	resume := pipeline.Resume{Recent: state.Recent, Active: state.Updated}
 	if replayed.Recent != nil {
@@ -508,19 +507,20 @@ func Run(hard, soft context.Context, cfg Config) (*Report, error) {
 }
 
 // logFallback says that a run resumes from the previous checkpoint because
-// the newest one was missing or unreadable, and how much that sends again:
-// the events settled after the previous state was saved, which saves every
-// interval bound to one interval of sending (a finished run saves its
-// final state twice, so then nothing). Amplitude drops those re-sends by
-// insert_id within 7 days.
-func logFallback(log *slog.Logger, st *checkpoint.State, every time.Duration) {
-	if every <= 0 {
-		every = pipeline.DefaultCheckpointEvery
-	}
+// the newest one was missing or unreadable, and what that costs. The
+// journal since the previous state is kept until the state after it is
+// saved, so everything acknowledged since is kept (acknowledged_since) and
+// what is sent again is exactly what the journal shows as sent and not
+// settled (resend): the records the server refused after the previous save
+// (dead-lettered in the newest state only), plus what any resume sends
+// again (the requests in flight at a crash, events throttled and not
+// accepted since). Records settled without a send since the previous save
+// (dead-lettered locally, filtered) are read and settled again, not sent.
+func logFallback(log *slog.Logger, st *checkpoint.State, rep checkpoint.Replayed) {
 	c := st.Counters
-	msg := "resuming from the previous checkpoint: the events settled after it was saved are sent again (at most one --checkpoint-every of sending; Amplitude drops them by insert_id)"
+	msg := "resuming from the previous checkpoint and the journal since it: what was acknowledged since is kept; the events sent and not settled since are sent again (Amplitude drops them by insert_id)"
 	args := []any{"previous_saved", st.Updated.UTC().Format(time.RFC3339), "previous_settled", c.EventsAccepted + c.EventsRejected + c.EventsFiltered,
-		"resend_bound", every.String()}
+		"acknowledged_since", rep.Settled, "resend", rep.Resend}
 	if st.NewestErr != nil {
 		args = append(args, "newest_error", st.NewestErr.Error())
 		log.Warn(msg, args...)

@@ -378,6 +378,7 @@ func (l *lister) Next(ctx context.Context) (pipeline.Object, error) {
 			Open: func(ctx context.Context, start backfill.Position) (pipeline.Decoder, error) {
 				return l.rd.Open(ctx, obj, reader.StartAt(start))
 			},
+			Check: func(ctx context.Context) error { return l.rd.Check(ctx, obj) },
 		}, nil
 	}
 }

@@ -11,8 +11,9 @@
 // workers, dispatch.go puts mapped events on their lanes (and holds the
 // route barrier), lane.go paces and sends each lane's requests through
 // throttle.go (the one place a 429 turns into pauses and parks of ids),
-// settle.go applies a response to the tracker and the dead-letter file, and
-// stats.go holds the live counters.
+// settle.go applies a response to the tracker and the dead-letter file
+// (refused.go reads the records of refused events again from their objects
+// for their entries), and stats.go holds the live counters.
 //
 // All goroutines run under one errgroup with bounded channels. The first
 // cancellation of the soft context stops reading; requests in flight finish

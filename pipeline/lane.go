@@ -75,7 +75,7 @@ func (r *run) sendBatch(ctx context.Context, route backfill.Route, lane int, l *
 	r.log.Debug("request settled", "route", route.String(), "events", len(evs), "accepted", len(res.Accepted),
 		"rejected", len(res.Rejected), "throttled", len(res.Throttled), "parked", len(res.Parked), "requests", st.Requests, "retries", st.Retries)
 	r.count(route, st)
-	werr := r.settle(l, evs, res)
+	werr := r.settle(ctx, l, evs, res)
 	r.journalAcked(lane, res.Accepted) // after the tracker settled them
 	if werr != nil {
 		return werr

@@ -55,8 +55,15 @@ type Object struct {
 	// never overtake its older ones.
 	Route backfill.Route
 	// Open returns a decoder producing records from start (a resume point;
-	// the zero Position with Offset 0 means the beginning).
+	// the zero Position with Offset 0 means the beginning). It is also how
+	// the records of events the server refused are read again, from the
+	// first such position, for their dead-letter entries.
 	Open func(ctx context.Context, start backfill.Position) (Decoder, error)
+	// Check, if set, returns an error when the object is no longer the
+	// version that was listed (see reader.Reader.Check). Records read again
+	// for refused events are used only when Check passes before and after;
+	// nil trusts the object not to change.
+	Check func(ctx context.Context) error
 }
 
 // Decoder yields the records of one object (see reader.Decoder).

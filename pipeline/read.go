@@ -288,6 +288,9 @@ func (r *run) readObject(ctx context.Context, p *opened, fill *jobFill) error {
 	r.mu.Lock()
 	r.objIdx[obj.URL] = len(r.objects)
 	r.objects = append(r.objects, ObjectStat{URL: obj.URL, Route: obj.Route, Skipped: start.Done, Changed: start.Changed, Started: time.Now()})
+	if !start.Done {
+		r.sources[obj.URL] = obj
+	}
 	r.mu.Unlock()
 	if start.Changed {
 		r.log.Warn("object changed since it was checkpointed; its progress restarts from the first record (already accepted events keep their insert_ids and are deduplicated by Amplitude)", "object", obj.URL)

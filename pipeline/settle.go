@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -16,6 +17,12 @@ import (
 func (r *run) reject(pos backfill.Position, stage deadletter.Stage, reason string, status int, insertID string, raw []byte) error {
 	e := deadletter.NewEntry(pos, stage, reason, raw)
 	e.Status, e.InsertID = status, insertID
+	return r.write(pos, e)
+}
+
+// write writes e, the dead-letter entry of the record at pos, and settles
+// the record, atomically with respect to checkpoint snapshots.
+func (r *run) write(pos backfill.Position, e deadletter.Entry) error {
 	ok, err := r.deps.Tracker.SettleWith(pos, checkpoint.Rejected, func() error { return r.deps.DeadLetter.Write(e) })
 	if err != nil {
 		return fmt.Errorf("write dead-letter entry: %w", err)
@@ -50,9 +57,10 @@ func (r *run) skip(pos backfill.Position) {
 
 // settle applies the outcome of each event of one Send: accepted events
 // are settled and their buffers recycled, rejected ones dead-lettered,
-// and throttled and parked ones requeued (behind the holds throttle put on
+// with their source records read again under ctx (see rejectRefused), and
+// throttled and parked ones requeued (behind the holds throttle put on
 // their ids).
-func (r *run) settle(l *chunker.Lane, evs []backfill.Event, res uploader.Result) error {
+func (r *run) settle(ctx context.Context, l *chunker.Lane, evs []backfill.Event, res uploader.Result) error {
 	if len(res.Accepted) > 0 {
 		r.stats.Accepted.Add(int64(r.deps.Tracker.SettleEvents(evs, res.Accepted, checkpoint.Accepted)))
 		r.pending.Add(-int64(len(res.Accepted)))
@@ -63,13 +71,10 @@ func (r *run) settle(l *chunker.Lane, evs []backfill.Event, res uploader.Result)
 			evs[i].Raw = nil
 		}
 	}
-	for _, rej := range res.Rejected {
-		ev := &evs[rej.Index]
-		if werr := r.reject(ev.Pos, deadletter.StageServer, rej.Reason, rej.Status, ev.InsertID, ev.Raw); werr != nil {
-			return werr
-		}
-		r.pending.Add(-1)
+	if err := r.rejectRefused(ctx, evs, res.Rejected); err != nil {
+		return err
 	}
+	r.pending.Add(-int64(len(res.Rejected)))
 	// throttle has already paused or parked the ids these events wait for.
 	now := r.cfg.Now()
 	if len(res.Throttled) > 0 {

@@ -35,6 +35,10 @@ type run struct {
 	mu      sync.Mutex
 	objects []ObjectStat
 	objIdx  map[string]int
+	// sources are the objects this run reads, by URL: refused events'
+	// records are read again from them (rejectRefused). The checkpointer
+	// drops those whose records are all settled (forgetDone).
+	sources map[string]Object
 
 	listed  bool         // the listing was read to its end; under mu
 	pending atomic.Int64 // events pushed to lanes and not yet settled
@@ -47,6 +51,7 @@ func (r *run) run(hard, soft context.Context) ([]ObjectStat, error) {
 	cfg := r.cfg
 	r.seed = maphash.MakeSeed()
 	r.objIdx = make(map[string]int)
+	r.sources = make(map[string]Object)
 	budgets := [2]*chunker.Budget{chunker.NewBudget(cfg.EPS, 0), chunker.NewBudget(cfg.HTTPEPS, 0)}
 	r.seedBudgets(budgets)
 	var daily *chunker.Budget
@@ -219,6 +224,7 @@ func (r *run) checkpointer(ctx context.Context, done <-chan struct{}) {
 			if err := r.deps.Save(ctx); err != nil && ctx.Err() == nil {
 				r.log.Error("save checkpoint", "err", err)
 			}
+			r.forgetDone()
 		case <-done:
 			return
 		case <-ctx.Done():

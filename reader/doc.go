@@ -33,7 +33,8 @@
 // so that "a.txt" precedes "a/b" as it would in a bucket. Local paths are
 // read with the os package rather than fileblob, whose listing re-walks the
 // tree per page and does not sort across directories. Symbolic links to
-// files are followed; links to directories are not.
+// files are followed; links to directories are not (they are listed with
+// Object.NotRead set, like the other entries that cannot be read).
 //
 // # Formats
 //

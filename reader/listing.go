@@ -144,9 +144,11 @@ func (b *bucketLister) next(ctx context.Context) (Object, error) {
 // localLister walks a directory tree in lexicographic order of the full
 // slash path (a directory "a" sorts as "a/", after "a.txt"), reading one
 // directory per level at a time. Symbolic links to files are followed and
-// links to directories are skipped; entries that are not regular files
-// (named pipes, sockets, devices, dangling links, link loops) are listed
-// with Object.NotRead set, so that they are reported instead of skipped.
+// links to directories are not; those links and the entries that are not
+// regular files (named pipes, sockets, devices, dangling links, link loops)
+// are listed with Object.NotRead set, so that they are reported instead of
+// skipped. A link to a directory is listed where the directory's entries
+// would be, if the source could hold any of them.
 type localLister struct {
 	src     source
 	started bool
@@ -164,6 +166,7 @@ type dirEnt struct {
 	dir     bool
 	info    fs.FileInfo // files only
 	notRead string      // why a non-directory entry cannot be read
+	dirLink bool        // a symbolic link to a directory: filtered as a directory, listed as not read
 }
 
 func (l *localLister) next(ctx context.Context) (Object, error) {
@@ -200,6 +203,15 @@ func (l *localLister) next(ctx context.Context) (Object, error) {
 		full := top.dir + e.name
 		if hidden(full, l.src.prefix) {
 			continue
+		}
+		if e.dirLink {
+			// Listed where the directory would have been walked.
+			d := full + "/"
+			if !strings.HasPrefix(d, l.src.prefix) && !strings.HasPrefix(l.src.prefix, d) ||
+				l.src.glob != nil && !l.src.glob.mayContain(full) {
+				continue
+			}
+			return Object{URL: "file://" + full, Key: full, NotRead: e.notRead}, nil
 		}
 		if e.dir {
 			d := full + "/"
@@ -272,7 +284,9 @@ func (l *localLister) push(dir string) error {
 			case err != nil:
 				e.notRead = linkError(err)
 			case fi.IsDir():
-				continue // links to directories are not followed (no loops)
+				// Not followed (no loops), but listed, so that it is
+				// reported rather than skipped.
+				e.dirLink, e.notRead = true, "a symbolic link to a directory (links to directories are not followed)"
 			default:
 				e.info, e.notRead = fi, notRegular(fi.Mode())
 			}
@@ -294,7 +308,7 @@ func (l *localLister) push(dir string) error {
 }
 
 func (e dirEnt) sortKey() string {
-	if e.dir {
+	if e.dir || e.dirLink {
 		return e.name + "/"
 	}
 	return e.name

@@ -40,6 +40,7 @@ func TestListNotReadable(t *testing.T) {
 		{"d-loop.jsonl", "a symbolic link loop"},
 		{"e-link-to-fifo.jsonl", "a named pipe (FIFO), not a regular file"},
 		{"f-link.jsonl", ""},
+		{"g-dirlink", "a symbolic link to a directory (links to directories are not followed)"},
 	}
 	if len(objs) != len(want) {
 		t.Fatalf("listed %d objects %+v, want %d", len(objs), objs, len(want))
@@ -55,6 +56,21 @@ func TestListNotReadable(t *testing.T) {
 		res := readObject(t, r, o, reader.Start{})
 		if res.objErr == nil || !errors.Is(res.objErr, reader.ErrNotReadable) || len(res.recs) != 0 {
 			t.Errorf("%s: object error %v, %d records; want ErrNotReadable", w.name, res.objErr, len(res.recs))
+		}
+	}
+	// A glob that names files only leaves the link to a directory out, as
+	// it would the directory; one that reaches into directories lists it.
+	for glob, listed := range map[string]bool{"/*.jsonl": false, "/**/*.jsonl": true, "/g-*/*.jsonl": true, "/h-*/*.jsonl": false} {
+		objs, err := listAll(t, r, dir+glob)
+		if err != nil && !errors.Is(err, reader.ErrNoObjects) {
+			t.Fatal(err)
+		}
+		found := false
+		for _, o := range objs {
+			found = found || filepath.Base(o.Key) == "g-dirlink"
+		}
+		if found != listed {
+			t.Errorf("glob %s: link to a directory listed %v, want %v", glob, found, listed)
 		}
 	}
 	// A FIFO named on the command line is refused too.

@@ -163,6 +163,13 @@ func TestE2EEntriesNotRead(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A link to a directory is not followed (no loops), and is reported too.
+	if err := os.Mkdir(filepath.Join(root, "..", "elsewhere"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join(root, "..", "elsewhere"), filepath.Join(root, "linked-dir")); err != nil {
+		t.Fatal(err)
+	}
 	e := startEmulator(t, emulator.Config{})
 	w := newWorkDir(t)
 	t.Setenv("AMPLITUDE_API_KEY", e2eKey)
@@ -171,10 +178,11 @@ func TestE2EEntriesNotRead(t *testing.T) {
 		t.Fatalf("exit %d, want %d\n%s", res.code, ExitFailed, res)
 	}
 	rep := readReport(t, w.report)
-	if rep.EventsAccepted != 30 || rep.ObjectsFailed != 3 {
-		t.Fatalf("accepted %d, objects failed %d; want 30 and 3\n%s", rep.EventsAccepted, rep.ObjectsFailed, res)
+	if rep.EventsAccepted != 30 || rep.ObjectsFailed != 4 {
+		t.Fatalf("accepted %d, objects failed %d; want 30 and 4\n%s", rep.EventsAccepted, rep.ObjectsFailed, res)
 	}
-	want := map[string]string{"fifo.jsonl": "named pipe", "dangling.jsonl": "dangling symbolic link", "loop.jsonl": "symbolic link loop"}
+	want := map[string]string{"fifo.jsonl": "named pipe", "dangling.jsonl": "dangling symbolic link", "loop.jsonl": "symbolic link loop",
+		"linked-dir": "symbolic link to a directory"}
 	for _, o := range rep.Objects {
 		reason, ok := want[filepath.Base(o.URL)]
 		if !ok {
@@ -196,7 +204,8 @@ func TestE2EEntriesNotRead(t *testing.T) {
 // TestE2ECorruptNewestCheckpoint: after a finished job, a corrupt newest
 // checkpoint falls back to the previous one, which the final save made
 // equal to it: the rerun sends nothing again (it used to re-send the whole
-// job) and the log says what the fallback costs.
+// job) and the log says exactly what the fallback costs (resend=0; see
+// checkpoint's TestJournalFallbackResend for a fallback that costs sends).
 func TestE2ECorruptNewestCheckpoint(t *testing.T) {
 	root := t.TempDir()
 	writeFiles(t, root, genFile("a.jsonl", "a", 1000, genOptions{}))
@@ -219,8 +228,8 @@ func TestE2ECorruptNewestCheckpoint(t *testing.T) {
 	if n := after.RequestsBatch + after.RequestsHTTP - before.RequestsBatch - before.RequestsHTTP; n != 0 {
 		t.Fatalf("the rerun sent %d requests, want 0 (the previous checkpoint should hold the final state)\n%s", n, res)
 	}
-	if !strings.Contains(res.stderr, "resuming from the previous checkpoint") || !strings.Contains(res.stderr, "resend_bound=5s") ||
-		!strings.Contains(res.stderr, "previous_settled=1000") {
+	if !strings.Contains(res.stderr, "resuming from the previous checkpoint") || !strings.Contains(res.stderr, " resend=0") ||
+		!strings.Contains(res.stderr, "previous_settled=1000") || !strings.Contains(res.stderr, "acknowledged_since=") {
 		t.Fatalf("the log does not say what the fallback costs:\n%s", res.stderr)
 	}
 }
