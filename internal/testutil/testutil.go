@@ -55,7 +55,8 @@ func StartS3(t testing.TB, buckets ...string) *S3 {
 }
 
 // StartS3Delayed is StartS3 with each request held for delay(request)
-// before it is served (nil: none), like a slow or loaded object store.
+// before it is served (nil: none), like a slow or loaded object store. A
+// request whose client goes away during its delay is not served.
 func StartS3Delayed(t testing.TB, delay func(*http.Request) time.Duration, buckets ...string) *S3 {
 	t.Helper()
 	IsolateAWS(t)
@@ -73,6 +74,10 @@ func StartS3Delayed(t testing.TB, delay func(*http.Request) time.Duration, bucke
 				select {
 				case <-time.After(d):
 				case <-r.Context().Done():
+					// The client died during the delay: the write
+					// does not happen (never after its successor
+					// read the store).
+					return
 				}
 			}
 			inner.ServeHTTP(w, r)
