@@ -161,7 +161,7 @@ func TestCrashAuto(t *testing.T) {
 	}
 	checkDelivery(t, in, srv, filepath.Join(ck, "dead-letter.jsonl"), filepath.Join(ck, "report.json"))
 	rep := readReport(t, filepath.Join(ck, "report.json"))
-	checkResent(t, srv, out, rep)
+	checkResent(t, srv, out, rep, true)
 	checkPaced(t, srv, rep, autoEPS)
 
 	// One plan, recorded by the first run and followed by every resume.
