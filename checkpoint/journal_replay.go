@@ -15,7 +15,9 @@ type IDSends struct {
 	Route string `json:"route"` // "batch" or "http"
 	Kind  string `json:"kind"`  // "device" or "user"
 	ID    string `json:"id"`
-	// Sends are (unix second, events) steps, oldest first.
+	// Sends are (unix second, events) steps, oldest first. A step at second
+	// 0 (chunker.InFlight) holds events that were in flight when the
+	// snapshot was taken: a resumed run counts them from its start.
 	Sends [][2]int64 `json:"sends"`
 }
 

@@ -49,6 +49,8 @@ type Budget struct {
 	// SeedCold).
 	coldDebt           int
 	coldSec, coldUntil int64
+	// flights are the lanes' requests in flight (see flight).
+	flights map[*flight]struct{}
 }
 
 // Kind tells device ids from user ids: Amplitude limits each separately.
@@ -70,6 +72,7 @@ type steps struct {
 	s     []step
 	total int
 	last  int64 // second of the last spend
+	fly   int   // events of total in requests still in flight
 }
 
 // NewBudget returns a budget of eps events per second averaged over window.
@@ -158,6 +161,7 @@ func (b *Budget) take(k Kind, id string, h uint64, now int64, want int) int {
 			st.total += est
 		}
 		b.ids[k][id] = st
+		b.promoteFlying(k, h, st)
 	}
 	b.expire(st, now)
 	n := min(want, b.limit-st.total)
@@ -220,7 +224,7 @@ func (b *Budget) gc(now int64) {
 			// An id is dropped only once the sketch has forgotten it too
 			// (two epochs): dropped earlier, it would be promoted again
 			// from the sketch's stale count and paced at half its budget.
-			if st.total == 0 && now-st.last > 2*b.window {
+			if st.total == 0 && st.fly == 0 && now-st.last > 2*b.window {
 				delete(b.ids[k], id)
 			}
 		}

@@ -8,7 +8,8 @@ import (
 )
 
 // Spent is what one exactly tracked id spent of its budget recently:
-// (unix second, events) steps, oldest first.
+// (unix second, events) steps, oldest first. A step at second InFlight
+// (first) holds the events of requests still in flight.
 type Spent struct {
 	Kind  Kind
 	ID    string
@@ -19,12 +20,18 @@ type Spent struct {
 // with events in the window ending at now, sorted by kind and id, so a
 // checkpoint can hand it to the next run's Seed. Ids only in the sketch are
 // not listed: they spent less than half their budget (see SeedCold).
+//
+// Spends of requests that ended are stamped at their end (see flight); the
+// events of requests in flight are listed at InFlight, because the server
+// may count them at any moment until the run ends, and taken off the
+// oldest steps, which hold them or older events.
 func (b *Budget) Recent(dst []Spent, now time.Time) []Spent {
 	if b.limit == 0 {
 		return dst
 	}
 	sec := now.Unix()
 	b.mu.Lock()
+	b.refly(sec)
 	start := len(dst)
 	for k := range b.ids {
 		for id, st := range b.ids[k] {
@@ -32,10 +39,20 @@ func (b *Budget) Recent(dst []Spent, now time.Time) []Spent {
 			if st.total <= 0 {
 				continue
 			}
-			s := Spent{Kind: Kind(k), ID: id, Steps: make([][2]int64, 0, len(st.s))}
+			s := Spent{Kind: Kind(k), ID: id, Steps: make([][2]int64, 0, len(st.s)+1)}
+			fly := min(st.fly, st.total)
+			if fly > 0 {
+				s.Steps = append(s.Steps, [2]int64{InFlight, int64(fly)})
+			}
 			for _, x := range st.s {
-				if x.n > 0 {
-					s.Steps = append(s.Steps, [2]int64{x.sec, int64(x.n)})
+				n := x.n
+				if fly > 0 && n > 0 {
+					d := min(fly, n)
+					n -= d
+					fly -= d
+				}
+				if n > 0 {
+					s.Steps = append(s.Steps, [2]int64{x.sec, int64(n)})
 				}
 			}
 			dst = append(dst, s)
@@ -48,7 +65,9 @@ func (b *Budget) Recent(dst []Spent, now time.Time) []Spent {
 
 // Seed adds what id spent in an earlier run (sends as Recent lists them) to
 // its budget, so a resumed run does not spend again what the window still
-// holds. Steps that left the window ending at now are ignored.
+// holds. Steps that left the window ending at now are ignored; a step at
+// InFlight counts from now, the earliest moment the killed run is known to
+// have ended.
 func (b *Budget) Seed(k Kind, id string, sends [][2]int64, now time.Time) {
 	if b.limit == 0 || id == "" {
 		return
@@ -62,6 +81,9 @@ func (b *Budget) Seed(k Kind, id string, sends [][2]int64, now time.Time) {
 		b.ids[k][id] = st
 	}
 	for _, x := range sends {
+		if x[0] == InFlight {
+			x[0] = sec
+		}
 		if x[0] <= sec-b.window || x[1] <= 0 {
 			continue
 		}

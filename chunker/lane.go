@@ -98,6 +98,7 @@ type Lane struct {
 	oldest      time.Time
 	nextSend    time.Time
 	closed      bool
+	fl          flight // the request of the last Next, until Done
 
 	ready chan struct{}
 	space chan struct{}

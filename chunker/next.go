@@ -28,9 +28,18 @@ type Batch struct {
 // budget, at most MaxEvents and MaxBytes, round-robin over devices so cold
 // devices flow while hot ones are paced. It spends the budget of what it
 // returns. It never blocks.
+//
+// The request of the previous Next has ended by the time Next is called
+// again (a lane has one request in flight): if Done did not say when, its
+// spends stay at the second they were taken.
 func (l *Lane) Next(now time.Time) Batch {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.fl.on {
+		l.budget.mu.Lock()
+		l.budget.land(&l.fl, now.Unix(), false)
+		l.budget.mu.Unlock()
+	}
 	if l.queued+l.spilled == 0 {
 		return Batch{Closed: l.closed}
 	}
@@ -47,6 +56,7 @@ func (l *Lane) Next(now time.Time) Batch {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	sec := now.Unix()
+	b.refly(sec)
 	b.gc(sec)
 	if d := l.daily; d != nil && d != b {
 		// Lock order: the pace budget, then the daily one.
@@ -110,6 +120,11 @@ func (l *Lane) Next(now time.Time) Batch {
 				}
 			}
 			out = append(out, *ev)
+			var dh uint64
+			if ev.DeviceID != "" {
+				dh = q.h
+			}
+			l.fl.hs = append(l.fl.hs, [2]uint64{dh, it.uh})
 			size += n
 			taken++
 			if perUser != nil && it.uh != 0 {
@@ -137,6 +152,8 @@ func (l *Lane) Next(now time.Time) Batch {
 		}
 	}
 	if len(out) > 0 {
+		b.begin(&l.fl, out, sec)
+		l.fl.hs = l.fl.hs[:0]
 		if len(out) < l.opts.MaxEvents && !full {
 			l.nextSend = now.Add(l.opts.Linger)
 		}

@@ -38,7 +38,9 @@ var routeNames = [2]string{backfill.RouteBatch: "batch", backfill.RouteHTTP: "ht
 var kindNames = [2]string{chunker.Device: "device", chunker.User: "user"}
 
 // coldKind marks the entry of Resume.Recent that carries a route's cold
-// debt (chunker.Budget.ColdNext) as one (unix second, events) step.
+// debt (chunker.Budget.ColdNext) as one (unix second, events) step; the
+// second is chunker.InFlight when the route had requests in flight, whose
+// cold ids the server may count until the run ended.
 const coldKind = "cold"
 
 // seedBudgets seeds the route budgets with what an earlier run spent and
@@ -50,7 +52,13 @@ func (r *run) seedBudgets(budgets [2]*chunker.Budget) {
 		if s.Kind == coldKind {
 			for i, n := range routeNames {
 				if n == s.Route && len(s.Sends) == 1 {
-					budgets[i].SeedCold(int(s.Sends[0][1]), time.Unix(s.Sends[0][0], 0), now)
+					active := time.Unix(s.Sends[0][0], 0)
+					if s.Sends[0][0] == chunker.InFlight {
+						// Requests were in flight: they may have
+						// reached the server until the run ended.
+						active = now
+					}
+					budgets[i].SeedCold(int(s.Sends[0][1]), active, now)
 					cold[i] = true
 				}
 			}
@@ -90,7 +98,11 @@ func (r *run) seedBudgets(budgets [2]*chunker.Budget) {
 				dst = append(dst, checkpoint.IDSends{Route: routeNames[route], Kind: kindNames[s.Kind], ID: s.ID, Sends: s.Steps})
 			}
 			if d := b.ColdNext(now); d > 0 {
-				dst = append(dst, checkpoint.IDSends{Route: routeNames[route], Kind: coldKind, Sends: [][2]int64{{now.Unix(), int64(d)}}})
+				sec := now.Unix()
+				if b.Flying() > 0 {
+					sec = chunker.InFlight
+				}
+				dst = append(dst, checkpoint.IDSends{Route: routeNames[route], Kind: coldKind, Sends: [][2]int64{{sec, int64(d)}}})
 			}
 		}
 		return dst

@@ -64,13 +64,18 @@ func (r *run) lane(hard, readCtx context.Context, route backfill.Route, id int, 
 // sendBatch sends one request's events and applies the result: counters
 // first, then each event's outcome (see settle). With a journal the request
 // is recorded and made durable first (with the previous request's
-// acknowledgements), and its acknowledgements recorded once settled.
+// acknowledgements), and its acknowledgements recorded once settled. The
+// lane's budget counts the request's spends from when Send returned, when
+// the server has counted them (see chunker.Lane.Done): the commit and
+// Send's retries lie between the spend and the server.
 func (r *run) sendBatch(ctx context.Context, route backfill.Route, lane int, l *chunker.Lane, evs []backfill.Event) error {
 	if err := r.journalSent(ctx, lane, evs); err != nil {
+		l.Done(r.cfg.Now())
 		r.journalAcked(lane, nil) // aborted before sending: left unsettled for the next run
 		return nil
 	}
 	res, err := r.senders[route].Send(ctx, route, evs)
+	l.Done(r.cfg.Now())
 	st := res.Stats
 	r.log.Debug("request settled", "route", route.String(), "events", len(evs), "accepted", len(res.Accepted),
 		"rejected", len(res.Rejected), "throttled", len(res.Throttled), "parked", len(res.Parked), "requests", st.Requests, "retries", st.Retries)

@@ -138,6 +138,7 @@ func startEmulatorEPS(t *testing.T, latency time.Duration, eps int) (*emu, strin
 // job is one backfill command line, run again and again.
 type job struct {
 	t    *testing.T
+	in   *inputSet
 	args []string
 	env  []string
 }
@@ -169,7 +170,7 @@ func newJobFor(t *testing.T, in *inputSet, endpoint string, extraEnv []string, f
 	}
 	env = append(env, "AMPLITUDE_API_KEY="+apiKey)
 	env = append(env, extraEnv...)
-	return &job{t: t, args: args, env: env}
+	return &job{t: t, in: in, args: args, env: env}
 }
 
 // with returns a copy of j with more flags (before the source).
@@ -283,6 +284,15 @@ func completed(code int) bool { return code == 0 || code == 3 }
 // and report.
 const finalSave = time.Duration(-1)
 
+// afterHTTP in a kill plan kills the run while the emulator holds its
+// first /2/httpapi request of the run in its latency (the emulator then
+// drops it); ingestedHTTP kills it just after the emulator ingested it,
+// before the run made its acknowledgement durable.
+const (
+	afterHTTP    = time.Duration(-2)
+	ingestedHTTP = time.Duration(-3)
+)
+
 // killPlan returns the kill delays of n kills, deterministic per rng: a
 // third while the process starts, lists and locks (under 40 ms), a third
 // in the rest of its first second, the others in its second second; the
@@ -362,13 +372,13 @@ var quietLog = slog.New(slog.DiscardHandler)
 
 // lostAcks returns the accepted insert_ids st does not hold as settled (st
 // may be nil: no checkpoint).
-func lostAcks(st *checkpoint.State, accepted map[string]bool) map[string]bool {
+func lostAcks(in *inputSet, st *checkpoint.State, accepted map[string]bool) map[string]bool {
 	lost := maps.Clone(accepted)
 	if st == nil {
 		return lost
 	}
 	for url, o := range st.Objects {
-		for r, id := range input.ids[filepath.Base(url)] {
+		for r, id := range in.ids[filepath.Base(url)] {
 			if id != "" && o.Skip(int64(r)) {
 				delete(lost, id)
 			}
@@ -405,7 +415,7 @@ func crashLoop(t *testing.T, j *job, srv *emu, plan []time.Duration, load loadFu
 	dups := func() int64 { return srv.Stats().EventsDuplicate }
 	prevAccepted := map[string]bool{}
 	for _, d := range plan {
-		if d != finalSave && srv.Stats().EventsAccepted >= int64(len(input.valid))*4/5 {
+		if d >= 0 && srv.Stats().EventsAccepted >= int64(len(j.in.valid))*4/5 {
 			// Keep the job from completing before the plan is used up on a
 			// fast machine: near the end, kill while the process starts.
 			d %= 30 * time.Millisecond
@@ -426,15 +436,33 @@ func crashLoop(t *testing.T, j *job, srv *emu, plan []time.Duration, load loadFu
 			}
 			started = time.Now()
 		}
-		if d == finalSave {
+		switch d {
+		case afterHTTP, ingestedHTTP:
 			deadline := time.Now().Add(90 * time.Second)
-			for srv.Stats().EventsAccepted < int64(len(input.valid)) && !p.exited() {
+			before := srv.Stats().RequestsHTTP
+			for srv.Stats().RequestsHTTP == before && !p.exited() {
 				if time.Now().After(deadline) {
-					t.Fatalf("run %d did not get every event accepted within 90s; stderr:\n%s", out.runs, tail(p.stderr.String()))
+					t.Fatalf("run %d sent no /2/httpapi request within 90s; stderr:\n%s", out.runs, tail(p.stderr.String()))
 				}
 				time.Sleep(100 * time.Microsecond)
 			}
-		} else {
+			// The emulator ingests it after its latency.
+			if d == afterHTTP {
+				time.Sleep(latency / 2)
+			} else {
+				time.Sleep(latency + time.Millisecond)
+			}
+		case finalSave:
+			deadline := time.Now().Add(90 * time.Second)
+			for srv.Stats().EventsAccepted < int64(len(j.in.valid)) && !p.exited() {
+				if time.Now().After(deadline) {
+					p.cmd.Process.Signal(syscall.SIGQUIT) // goroutine dump on stderr
+					time.Sleep(time.Second)
+					t.Fatalf("run %d did not get every event accepted within 90s (%d of %d); stderr:\n%s", out.runs, srv.Stats().EventsAccepted, len(j.in.valid), tail(p.stderr.String()))
+				}
+				time.Sleep(100 * time.Microsecond)
+			}
+		default:
 			select {
 			case <-p.done:
 			case <-time.After(d):
@@ -465,7 +493,7 @@ func crashLoop(t *testing.T, j *job, srv *emu, plan []time.Duration, load loadFu
 					k.settled += o.Read
 				}
 			}
-			lost := lostAcks(st, accepted)
+			lost := lostAcks(j.in, st, accepted)
 			k.lost = len(lost)
 			for id := range lost {
 				if !prevAccepted[id] {

@@ -42,7 +42,7 @@ func interrupt(t *testing.T, srv *emu, p *proc, load loadFunc) {
 	if err != nil {
 		t.Fatalf("load the checkpoint after SIGINT: %v", err)
 	}
-	if lost := lostAcks(st, acceptedIDs(srv)); len(lost) > 0 {
+	if lost := lostAcks(input, st, acceptedIDs(srv)); len(lost) > 0 {
 		t.Errorf("after SIGINT the checkpoint lacks %d events the emulator accepted", len(lost))
 	}
 }

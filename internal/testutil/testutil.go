@@ -6,11 +6,13 @@ package testutil
 
 import (
 	"bytes"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
@@ -49,6 +51,14 @@ type S3 struct {
 // buckets and stops it when the test ends.
 func StartS3(t testing.TB, buckets ...string) *S3 {
 	t.Helper()
+	return StartS3Delayed(t, nil, buckets...)
+}
+
+// StartS3Delayed is StartS3 with each request held for delay(request)
+// before it is served (nil: none), like a slow or loaded object store. A
+// request whose client goes away during its delay is not served.
+func StartS3Delayed(t testing.TB, delay func(*http.Request) time.Duration, buckets ...string) *S3 {
+	t.Helper()
 	IsolateAWS(t)
 	be := s3mem.New()
 	for _, b := range buckets {
@@ -56,7 +66,24 @@ func StartS3(t testing.TB, buckets ...string) *S3 {
 			t.Fatal(err)
 		}
 	}
-	ts := httptest.NewServer(gofakes3.New(be).Server())
+	var h http.Handler = gofakes3.New(be).Server()
+	if delay != nil {
+		inner := h
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if d := delay(r); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-r.Context().Done():
+					// The client died during the delay: the write
+					// does not happen (never after its successor
+					// read the store).
+					return
+				}
+			}
+			inner.ServeHTTP(w, r)
+		})
+	}
+	ts := httptest.NewServer(h)
 	t.Cleanup(ts.Close)
 	return &S3{Endpoint: ts.URL, Backend: be}
 }
