@@ -49,18 +49,6 @@ func (e *encoder) size(events []backfill.Event, idx []int) int {
 	return n
 }
 
-// appendBody appends the body for events[idx...] to dst.
-func (e *encoder) appendBody(dst []byte, events []backfill.Event, idx []int) []byte {
-	dst = append(dst, e.prefix...)
-	for k, i := range idx {
-		if k > 0 {
-			dst = append(dst, ',')
-		}
-		dst = append(dst, events[i].Raw...)
-	}
-	return append(dst, e.suffix...)
-}
-
 // gzipLevel favours CPU over ratio: JSON compresses ~5-10x even at level 1,
 // and the machine running backfills is usually short of cores, not bandwidth.
 const gzipLevel = gzip.BestSpeed
