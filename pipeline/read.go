@@ -77,10 +77,12 @@ type opened struct {
 	ready   chan struct{} // closed once dec and openErr are set
 	dec     Decoder
 	openErr error
-	weight  int64 // held in the opener's semaphore until the object is read
+	sem     *semaphore.Weighted
+	weight  int64 // held in sem until the object is read
 }
 
-// Read-ahead bounds: at most openAhead objects are opened and waiting, and
+// Read-ahead bounds: about openAhead objects are opened and waiting (the
+// channel's capacity, plus the one being read and the one being prepared), and
 // at most openAheadBytes of them by listed size (an object at least that
 // large is opened only once the reader is done with the others), so that a
 // bucket of small objects is not read one storage round trip at a time,
@@ -93,7 +95,7 @@ const (
 
 // openAll lists the objects and prepares each in order (see opened),
 // handing them to readAll through out, until the listing ends or ctx does.
-// Objects are opened concurrently (up to openAhead at once, each in its own
+// Objects are opened concurrently (about openAhead at once, each in its own
 // goroutine, which openAll waits for before it returns): on a bucket an
 // open is a round trip.
 func (r *run) openAll(ctx context.Context, sem *semaphore.Weighted, out chan<- *opened) {
@@ -109,7 +111,7 @@ func (r *run) openAll(ctx context.Context, sem *semaphore.Weighted, out chan<- *
 			_ = send(ctx, out, &opened{listErr: err})
 			return
 		}
-		p := &opened{obj: obj, ready: make(chan struct{})}
+		p := &opened{obj: obj, ready: make(chan struct{}), sem: sem}
 		if old, ok := tr.Fingerprint(obj.URL); ok && !r.cfg.Reprocess && old != "" && obj.Fingerprint != "" && old != obj.Fingerprint {
 			p.old = old
 		} else {
@@ -128,7 +130,7 @@ func (r *run) openAll(ctx context.Context, sem *semaphore.Weighted, out chan<- *
 			close(p.ready)
 		}
 		if send(ctx, out, p) != nil {
-			p.close(sem)
+			p.close()
 			return
 		}
 	}
@@ -136,7 +138,7 @@ func (r *run) openAll(ctx context.Context, sem *semaphore.Weighted, out chan<- *
 
 // close releases what p holds once it is read (or abandoned), after its
 // open ended.
-func (p *opened) close(sem *semaphore.Weighted) {
+func (p *opened) close() {
 	if p.ready != nil {
 		<-p.ready
 	}
@@ -145,7 +147,7 @@ func (p *opened) close(sem *semaphore.Weighted) {
 		p.dec = nil
 	}
 	if p.weight > 0 {
-		sem.Release(p.weight)
+		p.sem.Release(p.weight)
 		p.weight = 0
 	}
 }
@@ -153,7 +155,7 @@ func (p *opened) close(sem *semaphore.Weighted) {
 // readAll reads the objects openAll prepared, in order, registering every
 // record with the tracker and handing batches of records to the map workers
 // (jobs) while recording their order (ordered).
-func (r *run) readAll(ctx context.Context, sem *semaphore.Weighted, in <-chan *opened, jobs, ordered chan<- *mapJob) error {
+func (r *run) readAll(ctx context.Context, in <-chan *opened, jobs, ordered chan<- *mapJob) error {
 	route := backfill.RouteBatch
 	fill := &jobFill{jobs: jobs, ordered: ordered}
 	defer fill.release()
@@ -188,18 +190,18 @@ func (r *run) readAll(ctx context.Context, sem *semaphore.Weighted, in <-chan *o
 			// Tail partitions go after everything sent through /batch.
 			route = backfill.RouteHTTP
 			if err := fill.flush(ctx); err != nil {
-				p.close(sem)
+				p.close()
 				return err
 			}
 			j := &mapJob{barrier: true, done: make(chan struct{})}
 			close(j.done)
 			if err := send(ctx, ordered, j); err != nil {
-				p.close(sem)
+				p.close()
 				return err
 			}
 		}
 		err := r.readObject(ctx, p, fill)
-		p.close(sem)
+		p.close()
 		if err != nil {
 			return err
 		}

@@ -126,10 +126,10 @@ func (r *run) run(hard, soft context.Context) ([]ObjectStat, error) {
 	g.Go(func() error {
 		defer close(jobs)
 		defer close(ordered)
-		readErr = r.readAll(readCtx, openSem, prepared, jobs, ordered)
+		readErr = r.readAll(readCtx, prepared, jobs, ordered)
 		stopOpen()
 		for p := range prepared { // opened ahead, not read
-			p.close(openSem)
+			p.close()
 		}
 		if readErr != nil && !errors.Is(readErr, context.Canceled) {
 			return readErr
