@@ -8,17 +8,12 @@ import (
 	"errors"
 	"io"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
 	"testing"
-
-	"github.com/johannesboyne/gofakes3"
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/backfillhq/backfill/deadletter"
 	"github.com/backfillhq/backfill/emulator"
@@ -115,19 +110,7 @@ func TestE2ERefusedSourceRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	testutil.IsolateAWS(t)
-	backend := s3mem.New()
-	if err := backend.CreateBucket("events"); err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(gofakes3.New(backend).Server())
-	t.Cleanup(ts.Close)
-	q := url.Values{}
-	q.Set("endpoint", ts.URL)
-	q.Set("region", "us-east-1")
-	q.Set("use_path_style", "true")
-	q.Set("response_checksum_validation", "when_required")
-	q.Set("request_checksum_calculation", "when_required")
+	s3 := testutil.StartS3(t, "events")
 
 	type tcase struct {
 		name, file, preset string
@@ -156,10 +139,8 @@ func TestE2ERefusedSourceRecord(t *testing.T) {
 					t.Fatal(err)
 				}
 				key := strings.ReplaceAll(tt.name, "/", "-") + "/" + filepath.Base(tt.file)
-				if _, err := backend.PutObject("events", key, map[string]string{}, bytes.NewReader(data), int64(len(data)), nil); err != nil {
-					t.Fatal(err)
-				}
-				source = "s3://events/" + key + "?" + q.Encode()
+				s3.Put(t, "events", key, data)
+				source = s3.URL("events", key)
 			}
 			e := startEmulator(t, emulator.Config{Silenced: tt.silenced})
 			w := newWorkDir(t)
